@@ -1,0 +1,232 @@
+package audit
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// ctxKey is the key under which an *auditCtx answers Value.
+type ctxKey struct{}
+
+// auditCtx is the context the Set functions return. It carries the whole
+// audit state of a request — actor, org and metadata — so that every read is
+// one Value lookup, and each Set costs one allocation.
+//
+// An auditCtx is immutable once made, apart from cache, which holds values
+// derived from the immutable fields and is published atomically; so an
+// auditCtx may be shared by any number of goroutines.
+type auditCtx struct {
+	context.Context
+
+	actor    Actor
+	hasActor bool
+	orgID    string
+	hasOrgID bool
+
+	// Metadata is kept as layers, one per SetMetadata call: md holds this
+	// call's pairs and mdParent the nearest ancestor with pairs of its own.
+	// Merging waits until someone reads the metadata.
+	md       []kv
+	mdInline [4]kv
+	mdParent *auditCtx
+	mdCount  int // pairs in this layer and all its ancestors, an upper bound on the merged size
+
+	cache atomic.Pointer[mdCache]
+}
+
+type kv struct{ k, v string }
+
+// mdCache holds the merged metadata of an auditCtx, and that map redacted
+// by the policy of the Logger that read it last, with the result of
+// validating it.
+type mdCache struct {
+	merged   map[string]string // nil when there is no metadata
+	policy   *redactor
+	redacted map[string]string
+	invalid  error // validateMetadata(redacted)
+}
+
+func (c *auditCtx) Value(key any) any {
+	if key == (ctxKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+func (c *auditCtx) String() string {
+	return contextName(c.Context) + ".WithAudit"
+}
+
+type stringer interface{ String() string }
+
+func contextName(c context.Context) string {
+	if s, ok := c.(stringer); ok {
+		return s.String()
+	}
+	return "context"
+}
+
+func stateOf(ctx context.Context) *auditCtx {
+	s, _ := ctx.Value(ctxKey{}).(*auditCtx)
+	return s
+}
+
+// derive returns a new auditCtx over parent that starts with the state ctx
+// carries.
+func derive(parent context.Context) *auditCtx {
+	if parent == nil {
+		panic("audit: cannot derive a context from a nil parent")
+	}
+	c := &auditCtx{Context: parent}
+	if s := stateOf(parent); s != nil {
+		c.actor, c.hasActor = s.actor, s.hasActor
+		c.orgID, c.hasOrgID = s.orgID, s.hasOrgID
+		c.mdParent, c.mdCount = s.metadataLayer(), s.mdCount
+	}
+	return c
+}
+
+// metadataLayer returns the nearest auditCtx, c or an ancestor, that holds
+// metadata pairs, or nil.
+func (c *auditCtx) metadataLayer() *auditCtx {
+	if len(c.md) > 0 {
+		return c
+	}
+	return c.mdParent
+}
+
+// SetActor returns a copy of ctx that carries a as the actor of the audit
+// logs written with it. Authentication middleware calls it once it knows
+// who the caller is.
+func SetActor(ctx context.Context, a Actor) context.Context {
+	c := derive(ctx)
+	c.actor, c.hasActor = a, true
+	return c
+}
+
+// SetOrgID returns a copy of ctx that carries orgID as the tenant of the
+// audit logs written with it.
+func SetOrgID(ctx context.Context, orgID string) context.Context {
+	c := derive(ctx)
+	c.orgID, c.hasOrgID = orgID, true
+	return c
+}
+
+// SetMetadata returns a copy of ctx that carries md merged over the
+// metadata ctx already carries; for a key in both, md's value wins. md is
+// copied: changing it later changes no context. ctx itself, and any other
+// context derived from it, are not affected.
+//
+// An empty md returns ctx unchanged.
+func SetMetadata(ctx context.Context, md map[string]string) context.Context {
+	if len(md) == 0 {
+		if ctx == nil {
+			panic("audit: cannot derive a context from a nil parent")
+		}
+		return ctx
+	}
+	c := derive(ctx)
+	if len(md) <= len(c.mdInline) {
+		c.md = c.mdInline[:0]
+	} else {
+		c.md = make([]kv, 0, len(md))
+	}
+	for k, v := range md {
+		c.md = append(c.md, kv{k, v})
+	}
+	c.mdCount += len(md)
+	return c
+}
+
+// FromContext returns a Log holding the OrgID, Actor and Metadata that ctx
+// carries; its other fields are zero. The Metadata map is the caller's own
+// (nil when ctx carries none).
+func FromContext(ctx context.Context) Log {
+	c := stateOf(ctx)
+	if c == nil {
+		return Log{}
+	}
+	return Log{OrgID: c.orgID, Actor: c.actor, Metadata: cloneMetadata(c.merged())}
+}
+
+// ActorFromContext returns the actor set by SetActor, and whether one was
+// set. It does not allocate, so authorization code may call it freely.
+func ActorFromContext(ctx context.Context) (Actor, bool) {
+	if c := stateOf(ctx); c != nil {
+		return c.actor, c.hasActor
+	}
+	return Actor{}, false
+}
+
+// OrgIDFromContext returns the org set by SetOrgID, and whether one was set.
+// It does not allocate.
+func OrgIDFromContext(ctx context.Context) (string, bool) {
+	if c := stateOf(ctx); c != nil {
+		return c.orgID, c.hasOrgID
+	}
+	return "", false
+}
+
+// flatten appends to dst the pairs of the metadata of c and its ancestors
+// — each key once, with the value of the latest layer that set it — and
+// returns them with the same pairs as a map.
+func (c *auditCtx) flatten(dst []kv) ([]kv, map[string]string) {
+	if c.mdCount == 0 {
+		return dst, nil
+	}
+	m := make(map[string]string, c.mdCount)
+	newest := c.metadataLayer()
+	for l := newest; l != nil; l = l.mdParent {
+		for _, p := range l.md {
+			if l != newest {
+				if _, set := m[p.k]; set {
+					continue // a later layer set it
+				}
+			}
+			m[p.k] = p.v
+			dst = append(dst, p)
+		}
+	}
+	return dst, m
+}
+
+// merged returns the merged metadata of c. The map is shared and must not
+// be modified.
+func (c *auditCtx) merged() map[string]string {
+	if p := c.cache.Load(); p != nil {
+		return p.merged
+	}
+	var buf [16]kv
+	_, m := c.flatten(buf[:0])
+	c.cache.CompareAndSwap(nil, &mdCache{merged: m})
+	return m
+}
+
+// redactedMetadata returns the merged metadata of c with r applied, and
+// the error validateMetadata returns for it. The map is shared and must not
+// be modified.
+func (c *auditCtx) redactedMetadata(r *redactor) (map[string]string, error) {
+	p := c.cache.Load()
+	if p != nil && p.policy == r {
+		return p.redacted, p.invalid
+	}
+	var buf [MaxMetadataKeys]kv
+	var pairs []kv
+	next := &mdCache{policy: r}
+	if p != nil {
+		next.merged = p.merged
+		pairs = appendPairs(buf[:0], p.merged)
+	} else {
+		pairs, next.merged = c.flatten(buf[:0])
+	}
+	var changed bool
+	next.redacted, changed = r.redact(next.merged, pairs)
+	if next.invalid = validatePairs(pairs); next.invalid != nil && changed {
+		// A secret value that was invalid is valid once redacted.
+		next.invalid = validateMetadata(next.redacted)
+	}
+	// Another goroutine may have cached another policy meanwhile; either
+	// result is correct, the cache only saves work.
+	c.cache.Store(next)
+	return next.redacted, next.invalid
+}

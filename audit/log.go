@@ -1,0 +1,311 @@
+package audit
+
+import (
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Size bounds of a Log, in bytes. Validate rejects a Log that exceeds any of
+// them; nothing in this package ever shortens a string to make it fit.
+const (
+	MaxIDLen            = 256  // Log.ID
+	MaxOrgIDLen         = 256  // Log.OrgID
+	MaxSourceLen        = 256  // Log.Source
+	MaxActionLen        = 256  // Log.Action
+	MaxEntityIDLen      = 256  // Actor.ID and Target.ID
+	MaxEntityTypeLen    = 256  // Actor.Type and Target.Type
+	MaxEntityNameLen    = 1024 // Actor.Name and Target.Name
+	MaxMetadataKeys     = 64   // number of entries in Log.Metadata
+	MaxMetadataKeyLen   = 128  // each key of Log.Metadata; keys must also be non-empty
+	MaxMetadataValueLen = 4096 // each value of Log.Metadata
+)
+
+// Well-known metadata keys. Services may add keys of their own; these are the
+// ones every service fills the same way so that logs can be correlated.
+const (
+	MetadataIP        = "ip"         // the client's address, as the service determined it
+	MetadataUserAgent = "user_agent" // the client's User-Agent
+	MetadataRequestID = "request_id" // shared by every log written for one request
+	MetadataTraceID   = "trace_id"   // W3C trace id, to join the audit trail with traces
+	MetadataOutcome   = "outcome"    // one of OutcomeSuccess, OutcomeFailure, OutcomeDenied
+)
+
+// Values of the MetadataOutcome key.
+const (
+	OutcomeSuccess = "success" // the action happened
+	OutcomeFailure = "failure" // the action was attempted and failed
+	OutcomeDenied  = "denied"  // the caller was not allowed to perform the action
+)
+
+// Well-known actor types.
+const (
+	ActorTypeUser      = "user"      // a person
+	ActorTypeService   = "service"   // a service account or another service
+	ActorTypeSystem    = "system"    // the platform itself: schedulers, migrations, retention
+	ActorTypeAnonymous = "anonymous" // an unauthenticated caller
+)
+
+// Actor is who performed an action.
+type Actor struct {
+	ID   string `json:"id"`
+	Type string `json:"type"` // required; see the ActorType constants
+	Name string `json:"name"`
+}
+
+// Target is the entity an action was performed on. An operation that touches
+// several entities writes one Log per entity, sharing a MetadataRequestID value.
+type Target struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	Name string `json:"name"`
+}
+
+// Log is one audit event: who (Actor) did what (Action) to which entity
+// (Target), in which tenant (OrgID), when (CreatedAt).
+//
+// Log is a plain value. Copies share the Metadata map; use Clone for a copy
+// that can be modified independently.
+type Log struct {
+	// ID identifies the log. The Logger fills it with a UUIDv7 string, so IDs
+	// sort in creation order.
+	ID string `json:"id"`
+	// OrgID is the tenant the log belongs to; "" means not tenant scoped.
+	OrgID string `json:"org_id"`
+	// Source is the service that emitted the log, e.g. "frontier".
+	Source string `json:"source"`
+	// Action is a dotted event name, e.g. "app.user.created".
+	Action string `json:"action"`
+	Actor  Actor  `json:"actor"`
+	Target Target `json:"target"`
+	// Metadata holds request details (see the Metadata constants) and
+	// anything else the service wants to keep. A nil and an empty map mean
+	// the same thing, and repositories need not tell them apart.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// CreatedAt is when the action happened, in UTC at microsecond precision.
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Clone returns a copy of l whose Metadata map is its own. A nil or empty
+// map is returned as nil.
+func (l Log) Clone() Log {
+	l.Metadata = cloneMetadata(l.Metadata)
+	return l
+}
+
+// Validate reports whether l can be stored. The error it returns wraps
+// ErrInvalidLog and is a *ValidationError naming the first offending field.
+//
+// ID, Source, Action, Actor.Type and a non-zero CreatedAt are required. Every
+// string must be valid UTF-8 without NUL bytes, and within the Max* bounds.
+func (l *Log) Validate() error {
+	if err := l.validateFields(); err != nil {
+		return err
+	}
+	return validateMetadata(l.Metadata)
+}
+
+// validateFields checks every field of l but Metadata.
+func (l *Log) validateFields() error {
+	if err := checkField("id", l.ID, MaxIDLen, true); err != nil {
+		return err
+	}
+	if err := checkField("org_id", l.OrgID, MaxOrgIDLen, false); err != nil {
+		return err
+	}
+	if err := checkField("source", l.Source, MaxSourceLen, true); err != nil {
+		return err
+	}
+	if err := checkField("action", l.Action, MaxActionLen, true); err != nil {
+		return err
+	}
+	if err := checkField("actor.id", l.Actor.ID, MaxEntityIDLen, false); err != nil {
+		return err
+	}
+	if err := checkField("actor.type", l.Actor.Type, MaxEntityTypeLen, true); err != nil {
+		return err
+	}
+	if err := checkField("actor.name", l.Actor.Name, MaxEntityNameLen, false); err != nil {
+		return err
+	}
+	if err := checkField("target.id", l.Target.ID, MaxEntityIDLen, false); err != nil {
+		return err
+	}
+	if err := checkField("target.type", l.Target.Type, MaxEntityTypeLen, false); err != nil {
+		return err
+	}
+	if err := checkField("target.name", l.Target.Name, MaxEntityNameLen, false); err != nil {
+		return err
+	}
+	if l.CreatedAt.IsZero() {
+		return invalidLog("created_at", "is required")
+	}
+	return nil
+}
+
+func checkField(name, value string, max int, required bool) error {
+	if value == "" {
+		if required {
+			return invalidLog(name, "is required")
+		}
+		return nil
+	}
+	if reason := checkString(value, max); reason != "" {
+		return invalidLog(name, reason)
+	}
+	return nil
+}
+
+func validateMetadata(md map[string]string) error {
+	if len(md) > MaxMetadataKeys {
+		return tooManyKeys(len(md))
+	}
+	var buf [MaxMetadataKeys]kv
+	return validatePairs(appendPairs(buf[:0], md))
+}
+
+func tooManyKeys(n int) error {
+	return invalidLog("metadata", "has "+strconv.Itoa(n)+" keys, more than "+strconv.Itoa(MaxMetadataKeys))
+}
+
+// appendPairs appends the pairs of md to dst.
+func appendPairs(dst []kv, md map[string]string) []kv {
+	for k, v := range md {
+		dst = append(dst, kv{k, v})
+	}
+	return dst
+}
+
+// validatePairs validates metadata given as pairs with distinct keys.
+func validatePairs(pairs []kv) error {
+	if len(pairs) > MaxMetadataKeys {
+		return tooManyKeys(len(pairs))
+	}
+	for _, p := range pairs {
+		if p.k == "" {
+			return invalidLog("metadata", "has an empty key")
+		}
+		if reason := checkString(p.k, MaxMetadataKeyLen); reason != "" {
+			return invalidLog("metadata key "+strconv.Quote(truncateForMessage(p.k)), reason)
+		}
+		if reason := checkString(p.v, MaxMetadataValueLen); reason != "" {
+			return invalidLog("metadata["+strconv.Quote(truncateForMessage(p.k))+"]", reason)
+		}
+	}
+	return nil
+}
+
+// checkString returns why s is not acceptable as a stored string of at most
+// max bytes, or "" if it is.
+func checkString(s string, max int) string {
+	if len(s) > max {
+		return "is " + strconv.Itoa(len(s)) + " bytes, longer than " + strconv.Itoa(max)
+	}
+	if plainText(s) {
+		return ""
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return "contains a NUL byte"
+	}
+	if !utf8.ValidString(s) {
+		return "is not valid UTF-8"
+	}
+	return ""
+}
+
+// plainText reports whether s is ASCII without NUL bytes, eight bytes at a
+// time: the fast path of checkString, which most strings take.
+func plainText(s string) bool {
+	const (
+		lo = 0x0101010101010101
+		hi = 0x8080808080808080
+	)
+	for len(s) >= 8 {
+		v := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+		// v&hi finds non-ASCII bytes; (v-lo)&^v&hi finds zero bytes.
+		if (v|(v-lo)&^v)&hi != 0 {
+			return false
+		}
+		s = s[8:]
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 || s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// truncateForMessage keeps error messages short when a key is huge.
+func truncateForMessage(s string) string {
+	const n = 32
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// LogValue implements slog.LogValuer, so that slog.Info("audit", "log", l)
+// prints the log as a group with sorted metadata.
+func (l Log) LogValue() slog.Value {
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs,
+		slog.String("id", l.ID),
+		slog.String("action", l.Action),
+		slog.String("source", l.Source),
+	)
+	if l.OrgID != "" {
+		attrs = append(attrs, slog.String("org_id", l.OrgID))
+	}
+	attrs = append(attrs,
+		slog.Group("actor", entityAttrs(l.Actor.ID, l.Actor.Type, l.Actor.Name)...),
+		slog.Group("target", entityAttrs(l.Target.ID, l.Target.Type, l.Target.Name)...),
+	)
+	if len(l.Metadata) > 0 {
+		keys := make([]string, 0, len(l.Metadata))
+		for k := range l.Metadata {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		md := make([]any, 0, len(keys))
+		for _, k := range keys {
+			md = append(md, slog.String(k, l.Metadata[k]))
+		}
+		attrs = append(attrs, slog.Group("metadata", md...))
+	}
+	attrs = append(attrs, slog.Time("created_at", l.CreatedAt))
+	return slog.GroupValue(attrs...)
+}
+
+func entityAttrs(id, typ, name string) []any {
+	attrs := make([]any, 0, 3)
+	if typ != "" {
+		attrs = append(attrs, slog.String("type", typ))
+	}
+	if id != "" {
+		attrs = append(attrs, slog.String("id", id))
+	}
+	if name != "" {
+		attrs = append(attrs, slog.String("name", name))
+	}
+	return attrs
+}
+
+// cloneMetadata returns an independent copy of md, or nil if md is empty.
+func cloneMetadata(md map[string]string) map[string]string {
+	if len(md) == 0 {
+		return nil
+	}
+	return maps.Clone(md)
+}
+
+// normalizeTime returns t in UTC, truncated to microseconds: the precision
+// every Repository keeps, so that all of them, and cursors, agree.
+func normalizeTime(t time.Time) time.Time {
+	return t.UTC().Truncate(time.Microsecond)
+}

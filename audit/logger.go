@@ -1,0 +1,213 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// DefaultTimeout bounds how long a Logger waits for its Repository to store
+// one log, unless WithTimeout says otherwise.
+const DefaultTimeout = 10 * time.Second
+
+// Logger writes audit logs: it completes each log from its options and the
+// context, validates it and stores it with the Repository.
+//
+// A Logger is safe for concurrent use. Make one per service at start-up
+// and share it.
+type Logger struct {
+	repo      Repository
+	source    string
+	now       func() time.Time
+	realClock bool // now is time.Now
+	newID     func() string
+	timeout   time.Duration
+	redact    *redactor
+}
+
+// Option configures a Logger.
+type Option func(*Logger)
+
+// WithSource sets the Source of every log that does not name its own: the
+// service emitting it, e.g. "frontier". Source is required, so a Logger
+// without it can only store logs passed to Record with Source set.
+func WithSource(source string) Option {
+	return func(lg *Logger) { lg.source = source }
+}
+
+// WithClock sets the function that gives CreatedAt. The default is
+// time.Now. Whatever it returns is stored in UTC at microsecond precision.
+func WithClock(now func() time.Time) Option {
+	return func(lg *Logger) {
+		if now != nil {
+			lg.now, lg.realClock = now, false
+		}
+	}
+}
+
+// WithIDFunc sets the function that gives IDs of logs. The default makes
+// UUIDv7 strings, which sort by creation time; replace it only to make
+// output deterministic, in tests and examples. IDs must be unique.
+func WithIDFunc(newID func() string) Option {
+	return func(lg *Logger) { lg.newID = newID }
+}
+
+// WithTimeout bounds how long Log and Record wait for the Repository to
+// store a log. A value <= 0 removes the bound. The default is
+// DefaultTimeout.
+func WithTimeout(d time.Duration) Option {
+	return func(lg *Logger) { lg.timeout = d }
+}
+
+// WithRedactedKeys replaces the fragments that make a metadata key look
+// secret. The value of a secret-looking key is stored as Redacted. A key
+// looks secret when, compared case-insensitively and with '-' read as '_',
+// it contains one of the fragments. The default fragments are password,
+// secret, token, authorization, cookie, api_key and private_key, so that
+// "X-Api-Key" and "Authorization" are redacted. With no fragments nothing
+// is redacted.
+func WithRedactedKeys(fragments ...string) Option {
+	return func(lg *Logger) { lg.redact = newRedactor(fragments) }
+}
+
+// NewLogger returns a Logger that stores logs in repo. It panics if repo is
+// nil.
+func NewLogger(repo Repository, opts ...Option) *Logger {
+	if repo == nil {
+		panic("audit: NewLogger with a nil Repository")
+	}
+	lg := &Logger{
+		repo:      repo,
+		now:       time.Now,
+		realClock: true,
+		timeout:   DefaultTimeout,
+		redact:    newRedactor(defaultRedactedKeys),
+	}
+	for _, opt := range opts {
+		opt(lg)
+	}
+	return lg
+}
+
+// Log records that the actor in ctx performed action on target.
+//
+// The log gets a new ID, the current time, the Logger's source, and the
+// org, actor and metadata that ctx carries (see SetActor, SetOrgID and
+// SetMetadata). Secret-looking metadata values are redacted. Log returns
+// once the Repository stored the log, or with the error that kept it from
+// being stored: an error wrapping ErrInvalidLog if the log is not valid, or
+// the Repository's error.
+//
+// The action has already happened when Log is called, so Log stores with
+// ctx's values but not its cancellation: a request that ends while its
+// audit log is being written does not lose it. The store is bounded by the
+// Logger's timeout instead (see WithTimeout).
+func (lg *Logger) Log(ctx context.Context, action string, target Target) error {
+	_, err := lg.store(ctx, Log{Action: action, Target: target})
+	return err
+}
+
+// Record stores log like Log does, for callers that need control over its
+// fields. Fields of log that are empty are filled as Log fills them: ID,
+// CreatedAt, Source, and OrgID, Actor (when log.Actor is the zero Actor)
+// and Metadata from ctx. Keys of log.Metadata win over the context's. A
+// non-zero CreatedAt is kept, in UTC at microsecond precision.
+//
+// Record sets the fields it filled in *log, so the caller learns the ID.
+// It never modifies log.Metadata or its map; the stored metadata is
+// log.Metadata merged over the context's, with secret-looking values
+// redacted.
+func (lg *Logger) Record(ctx context.Context, log *Log) error {
+	stored, err := lg.store(ctx, *log)
+	md := log.Metadata
+	*log = stored
+	log.Metadata = md
+	return err
+}
+
+// pending is a log being stored with the context that bounds the store:
+// one allocation for both.
+type pending struct {
+	log Log
+	ctx deadlineCtx
+}
+
+// store completes l, validates it and stores it.
+func (lg *Logger) store(ctx context.Context, l Log) (Log, error) {
+	p := &pending{log: l}
+	l2 := &p.log
+	var start time.Time // a reading of time.Now for the store's deadline
+	if l2.CreatedAt.IsZero() {
+		l2.CreatedAt = lg.now()
+		if lg.realClock {
+			start = l2.CreatedAt
+		}
+	}
+	l2.CreatedAt = normalizeTime(l2.CreatedAt)
+	if l2.ID == "" {
+		if lg.newID != nil {
+			l2.ID = lg.newID()
+		} else {
+			l2.ID = ids.next(l2.CreatedAt)
+		}
+	}
+	if l2.Source == "" {
+		l2.Source = lg.source
+	}
+	md, err := lg.metadata(ctx, l2)
+	l2.Metadata = md
+	if err == nil {
+		err = l2.validateFields()
+	}
+	if err != nil {
+		return *l2, err
+	}
+
+	if lg.timeout > 0 && start.IsZero() {
+		start = time.Now()
+	}
+	sctx := detach(ctx, lg.timeout, start, &p.ctx)
+	err = lg.repo.Create(sctx, l2)
+	p.ctx.stop()
+	if err != nil {
+		return *l2, fmt.Errorf("audit: storing %s log %s: %w", l2.Action, l2.ID, err)
+	}
+	return *l2, nil
+}
+
+// metadata fills l's OrgID and Actor from ctx where they are empty, and
+// returns the metadata to store — ctx's merged with l's, redacted — with
+// the error validateMetadata returns for it. The map may be shared with
+// ctx and must not be modified.
+func (lg *Logger) metadata(ctx context.Context, l *Log) (map[string]string, error) {
+	c := stateOf(ctx)
+	if c == nil {
+		md := lg.redact.apply(l.Metadata)
+		return md, validateMetadata(md)
+	}
+	if l.OrgID == "" && c.hasOrgID {
+		l.OrgID = c.orgID
+	}
+	if l.Actor == (Actor{}) && c.hasActor {
+		l.Actor = c.actor
+	}
+	if len(l.Metadata) == 0 {
+		// The common case: the metadata is the context's, merged, redacted
+		// and validated once per context.
+		return c.redactedMetadata(lg.redact)
+	}
+	merged := c.merged()
+	md := make(map[string]string, len(merged)+len(l.Metadata))
+	for k, v := range merged {
+		md[k] = v
+	}
+	for k, v := range l.Metadata {
+		md[k] = v
+	}
+	for k, v := range md {
+		if v != Redacted && lg.redact.secret(k) {
+			md[k] = Redacted
+		}
+	}
+	return md, validateMetadata(md)
+}

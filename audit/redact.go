@@ -1,0 +1,92 @@
+package audit
+
+import "strings"
+
+// Redacted replaces the value of a metadata key that looks secret.
+const Redacted = "[REDACTED]"
+
+// defaultRedactedKeys are the fragments that make a metadata key look
+// secret to a Logger that was not given WithRedactedKeys.
+var defaultRedactedKeys = []string{"password", "secret", "token", "authorization", "cookie", "api_key", "private_key"}
+
+// redactor decides which metadata keys hold secrets: those that contain one
+// of its fragments, compared case-insensitively with '-' read as '_'.
+type redactor struct {
+	// byFirst lists the normalized fragments by their first byte, so that
+	// a key is read once whatever the number of fragments.
+	byFirst [256][]string
+}
+
+func newRedactor(fragments []string) *redactor {
+	r := &redactor{}
+	for _, f := range fragments {
+		if f = normalizeKey(f); f != "" {
+			r.byFirst[f[0]] = append(r.byFirst[f[0]], f)
+		}
+	}
+	return r
+}
+
+func normalizeKey(s string) string {
+	return strings.ReplaceAll(strings.ToLower(s), "-", "_")
+}
+
+func normalizeByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	case c == '-':
+		return '_'
+	}
+	return c
+}
+
+// secret reports whether key looks secret. It does not allocate.
+func (r *redactor) secret(key string) bool {
+	for i := 0; i < len(key); i++ {
+	next:
+		for _, f := range r.byFirst[normalizeByte(key[i])] {
+			if len(key)-i < len(f) {
+				continue
+			}
+			for j := 1; j < len(f); j++ {
+				if normalizeByte(key[i+j]) != f[j] {
+					continue next
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// apply returns md with the values of secret keys replaced by Redacted. It
+// returns md itself when nothing needs redacting, and never modifies md.
+func (r *redactor) apply(md map[string]string) map[string]string {
+	var buf [MaxMetadataKeys]kv
+	pairs := buf[:0]
+	if len(md) > MaxMetadataKeys {
+		pairs = nil
+	}
+	out, _ := r.redact(md, appendPairs(pairs, md))
+	return out
+}
+
+// redact is apply for a map whose pairs are also given as a slice. It
+// reports whether it redacted anything.
+func (r *redactor) redact(md map[string]string, pairs []kv) (map[string]string, bool) {
+	var out map[string]string
+	for _, p := range pairs {
+		if p.v == Redacted || !r.secret(p.k) {
+			continue
+		}
+		if out == nil {
+			out = cloneMetadata(md)
+		}
+		out[p.k] = Redacted
+	}
+	if out == nil {
+		return md, false
+	}
+	return out, true
+}

@@ -1,0 +1,81 @@
+package audit
+
+import (
+	"context"
+	"errors"
+)
+
+// Sentinel errors. Implementations wrap them with detail (the field, the id)
+// and callers test for them with errors.Is.
+var (
+	// ErrNotFound is returned when no log has the requested ID.
+	ErrNotFound = errors.New("audit: log not found")
+	// ErrAlreadyExists is returned when a log with the same ID is already stored.
+	ErrAlreadyExists = errors.New("audit: log already exists")
+	// ErrInvalidLog is returned when a Log fails Validate.
+	ErrInvalidLog = errors.New("audit: invalid log")
+	// ErrInvalidFilter is returned when a Filter fails Validate: a negative
+	// or too large Limit, Since after Until, a malformed Cursor, or a string
+	// that is not valid UTF-8 or holds a NUL byte.
+	ErrInvalidFilter = errors.New("audit: invalid filter")
+)
+
+// ValidationError describes why a Log or a Filter was rejected. It wraps
+// ErrInvalidLog or ErrInvalidFilter; use errors.Is to test for those, and
+// errors.As to find the field.
+type ValidationError struct {
+	Field  string // the JSON name of the field, e.g. "actor.type", "limit"
+	Reason string // what is wrong with it, e.g. "is required"
+	err    error
+}
+
+func (e *ValidationError) Error() string { return e.err.Error() + ": " + e.Field + " " + e.Reason }
+
+// Unwrap returns ErrInvalidLog or ErrInvalidFilter.
+func (e *ValidationError) Unwrap() error { return e.err }
+
+func invalidLog(field, reason string) error {
+	return &ValidationError{Field: field, Reason: reason, err: ErrInvalidLog}
+}
+
+func invalidFilter(field, reason string) error {
+	return &ValidationError{Field: field, Reason: reason, err: ErrInvalidFilter}
+}
+
+// Repository stores audit logs. Each service implements it for its own
+// storage; audittest.TestRepository checks an implementation against every
+// rule below, and NewMemoryRepository is the reference implementation.
+//
+// A Repository is append-only: logs are never updated or deleted through it.
+// All methods must be safe for concurrent use and must honour cancellation
+// of ctx, returning an error (usually wrapping ctx.Err()) when it ends
+// before the work is done.
+type Repository interface {
+	// Create stores log.
+	//
+	// It first validates log and returns an error wrapping ErrInvalidLog if
+	// Validate fails, storing nothing. A log whose ID is already stored is
+	// rejected with an error wrapping ErrAlreadyExists. CreatedAt is stored
+	// in UTC, truncated to microseconds. The stored copy is independent of
+	// log and its Metadata map: Create must not modify log or its map, and
+	// must not retain either after it returns.
+	Create(ctx context.Context, log *Log) error
+
+	// List returns the logs that match filter, newest first: ordered by
+	// CreatedAt descending, then ID descending. Every field of filter
+	// restricts the result as Filter.Match describes, and at most
+	// filter.Limit logs are returned (DefaultLimit when it is 0).
+	//
+	// Paging is by keyset: with filter.Cursor set to NextCursor of the
+	// previous page, List returns the logs that follow it in that order, so
+	// that no log is returned twice or skipped while newer logs are written.
+	//
+	// An invalid filter (see Filter.Validate) is rejected with an error
+	// wrapping ErrInvalidFilter. The returned logs, and their maps, belong to
+	// the caller.
+	List(ctx context.Context, filter Filter) ([]Log, error)
+
+	// GetByID returns the log with the given ID, or an error wrapping
+	// ErrNotFound. The returned log and its map belong to the caller.
+	GetByID(ctx context.Context, id string) (Log, error)
+}
