@@ -23,6 +23,10 @@ type Logger struct {
 	newID     func() string
 	timeout   time.Duration
 	redact    *redactor
+
+	pubs    []*publisher // see WithPublisher
+	pub     publishing
+	onError func(error)
 }
 
 // Option configures a Logger.
@@ -82,10 +86,12 @@ func NewLogger(repo Repository, opts ...Option) *Logger {
 		realClock: true,
 		timeout:   DefaultTimeout,
 		redact:    newRedactor(defaultRedactedKeys),
+		onError:   logPublishError,
 	}
 	for _, opt := range opts {
 		opt(lg)
 	}
+	lg.startPublishing()
 	return lg
 }
 
@@ -135,7 +141,7 @@ type pending struct {
 // store completes l, validates it and stores it.
 func (lg *Logger) store(ctx context.Context, l Log) (Log, error) {
 	p := &pending{log: l}
-	l2 := &p.log
+	l2 := &p.log        // the log as it will be stored
 	var start time.Time // a reading of time.Now for the store's deadline
 	if l2.CreatedAt.IsZero() {
 		l2.CreatedAt = lg.now()
@@ -172,6 +178,7 @@ func (lg *Logger) store(ctx context.Context, l Log) (Log, error) {
 	if err != nil {
 		return *l2, fmt.Errorf("audit: storing %s log %s: %w", l2.Action, l2.ID, err)
 	}
+	lg.publish(ctx, *l2)
 	return *l2, nil
 }
 
@@ -182,8 +189,21 @@ func (lg *Logger) store(ctx context.Context, l Log) (Log, error) {
 func (lg *Logger) metadata(ctx context.Context, l *Log) (map[string]string, error) {
 	c := stateOf(ctx)
 	if c == nil {
-		md := lg.redact.apply(l.Metadata)
-		return md, validateMetadata(md)
+		if len(l.Metadata) > MaxMetadataKeys {
+			return l.Metadata, tooManyKeys(len(l.Metadata))
+		}
+		var buf [MaxMetadataKeys]kv
+		pairs := appendPairs(buf[:0], l.Metadata)
+		md, redacted := lg.redact.redact(l.Metadata, pairs)
+		if redacted {
+			return md, validateMetadata(md)
+		}
+		if len(lg.pubs) > 0 && len(md) > 0 {
+			// md is the caller's map, and publishers read the log after
+			// Record returned, when the caller may be changing it again.
+			md = cloneMetadata(md)
+		}
+		return md, validatePairs(pairs)
 	}
 	if l.OrgID == "" && c.hasOrgID {
 		l.OrgID = c.orgID
