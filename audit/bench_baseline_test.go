@@ -10,10 +10,14 @@ import (
 	"github.com/raystack/salt/audit"
 )
 
-// The straightforward design the benchmarks compare against: one mutable
-// metadata map stored in the context (SetMetadata merges into it),
-// uuid.NewString, time.Now().UTC(), a new Log whose map is filled from the
-// context, appended by value to a mutex-guarded slice.
+// The straightforward design the benchmarks compare against, as the
+// per-service audit code this package replaces wrote it: one mutable
+// metadata map stored in the context (SetMetadata keeps the caller's map
+// the first time and merges into it later, each time returning a new
+// context), uuid.NewString, time.Now().UTC(), a new Log whose map is
+// filled from the context, appended by value to a mutex-guarded slice.
+// Merging into a map that other contexts share is the data race this
+// package exists to remove; the benchmarks never share it.
 
 type (
 	naiveActorKey    struct{}
@@ -29,13 +33,9 @@ func naiveSetMetadata(ctx context.Context, md map[string]string) context.Context
 		for k, v := range md {
 			m[k] = v
 		}
-		return ctx
+		return context.WithValue(ctx, naiveMetadataKey{}, m)
 	}
-	m := make(map[string]string, len(md))
-	for k, v := range md {
-		m[k] = v
-	}
-	return context.WithValue(ctx, naiveMetadataKey{}, m)
+	return context.WithValue(ctx, naiveMetadataKey{}, md)
 }
 
 type naiveLogger struct {

@@ -109,37 +109,34 @@ func (l *Log) Validate() error {
 	return validateMetadata(l.Metadata)
 }
 
+// The string fields of a Log as validateFields reads them: names for
+// errors, bounds, and which are required.
+var (
+	fieldNames    = [...]string{"id", "org_id", "source", "action", "actor.id", "actor.type", "actor.name", "target.id", "target.type", "target.name"}
+	fieldMax      = [...]int{MaxIDLen, MaxOrgIDLen, MaxSourceLen, MaxActionLen, MaxEntityIDLen, MaxEntityTypeLen, MaxEntityNameLen, MaxEntityIDLen, MaxEntityTypeLen, MaxEntityNameLen}
+	fieldRequired = [...]bool{true, false, true, true, false, true, false, false, false, false}
+)
+
 // validateFields checks every field of l but Metadata.
 func (l *Log) validateFields() error {
-	if err := checkField("id", l.ID, MaxIDLen, true); err != nil {
-		return err
+	values := [len(fieldNames)]string{
+		l.ID, l.OrgID, l.Source, l.Action,
+		l.Actor.ID, l.Actor.Type, l.Actor.Name,
+		l.Target.ID, l.Target.Type, l.Target.Name,
 	}
-	if err := checkField("org_id", l.OrgID, MaxOrgIDLen, false); err != nil {
-		return err
-	}
-	if err := checkField("source", l.Source, MaxSourceLen, true); err != nil {
-		return err
-	}
-	if err := checkField("action", l.Action, MaxActionLen, true); err != nil {
-		return err
-	}
-	if err := checkField("actor.id", l.Actor.ID, MaxEntityIDLen, false); err != nil {
-		return err
-	}
-	if err := checkField("actor.type", l.Actor.Type, MaxEntityTypeLen, true); err != nil {
-		return err
-	}
-	if err := checkField("actor.name", l.Actor.Name, MaxEntityNameLen, false); err != nil {
-		return err
-	}
-	if err := checkField("target.id", l.Target.ID, MaxEntityIDLen, false); err != nil {
-		return err
-	}
-	if err := checkField("target.type", l.Target.Type, MaxEntityTypeLen, false); err != nil {
-		return err
-	}
-	if err := checkField("target.name", l.Target.Name, MaxEntityNameLen, false); err != nil {
-		return err
+	for i, v := range values {
+		if v == "" {
+			if fieldRequired[i] {
+				return invalidLog(fieldNames[i], "is required")
+			}
+			continue
+		}
+		if len(v) <= fieldMax[i] && plainText(v) {
+			continue
+		}
+		if err := checkField(fieldNames[i], v, fieldMax[i], fieldRequired[i]); err != nil {
+			return err
+		}
 	}
 	if l.CreatedAt.IsZero() {
 		return invalidLog("created_at", "is required")

@@ -109,8 +109,7 @@ func NewLogger(repo Repository, opts ...Option) *Logger {
 // audit log is being written does not lose it. The store is bounded by the
 // Logger's timeout instead (see WithTimeout).
 func (lg *Logger) Log(ctx context.Context, action string, target Target) error {
-	_, err := lg.store(ctx, Log{Action: action, Target: target})
-	return err
+	return lg.store(ctx, &pending{log: Log{Action: action, Target: target}})
 }
 
 // Record stores log like Log does, for callers that need control over its
@@ -124,9 +123,10 @@ func (lg *Logger) Log(ctx context.Context, action string, target Target) error {
 // log.Metadata merged over the context's, with secret-looking values
 // redacted.
 func (lg *Logger) Record(ctx context.Context, log *Log) error {
-	stored, err := lg.store(ctx, *log)
+	p := &pending{log: *log}
+	err := lg.store(ctx, p)
 	md := log.Metadata
-	*log = stored
+	*log = p.log
 	log.Metadata = md
 	return err
 }
@@ -138,48 +138,49 @@ type pending struct {
 	ctx deadlineCtx
 }
 
-// store completes l, validates it and stores it.
-func (lg *Logger) store(ctx context.Context, l Log) (Log, error) {
-	p := &pending{log: l}
-	l2 := &p.log        // the log as it will be stored
+// store completes p.log, validates it and stores it.
+func (lg *Logger) store(ctx context.Context, p *pending) error {
+	l := &p.log
 	var start time.Time // a reading of time.Now for the store's deadline
-	if l2.CreatedAt.IsZero() {
-		l2.CreatedAt = lg.now()
+	if l.CreatedAt.IsZero() {
+		l.CreatedAt = lg.now()
 		if lg.realClock {
-			start = l2.CreatedAt
+			start = l.CreatedAt
 		}
 	}
-	l2.CreatedAt = normalizeTime(l2.CreatedAt)
-	if l2.ID == "" {
+	l.CreatedAt = normalizeTime(l.CreatedAt)
+	if l.ID == "" {
 		if lg.newID != nil {
-			l2.ID = lg.newID()
+			l.ID = lg.newID()
 		} else {
-			l2.ID = ids.next(l2.CreatedAt)
+			l.ID = ids.next(l.CreatedAt)
 		}
 	}
-	if l2.Source == "" {
-		l2.Source = lg.source
+	if l.Source == "" {
+		l.Source = lg.source
 	}
-	md, err := lg.metadata(ctx, l2)
-	l2.Metadata = md
+	md, err := lg.metadata(ctx, l)
+	l.Metadata = md
 	if err == nil {
-		err = l2.validateFields()
+		err = l.validateFields()
 	}
 	if err != nil {
-		return *l2, err
+		return err
 	}
 
 	if lg.timeout > 0 && start.IsZero() {
 		start = time.Now()
 	}
 	sctx := detach(ctx, lg.timeout, start, &p.ctx)
-	err = lg.repo.Create(sctx, l2)
+	err = lg.repo.Create(sctx, l)
 	p.ctx.stop()
 	if err != nil {
-		return *l2, fmt.Errorf("audit: storing %s log %s: %w", l2.Action, l2.ID, err)
+		return fmt.Errorf("audit: storing %s log %s: %w", l.Action, l.ID, err)
 	}
-	lg.publish(ctx, *l2)
-	return *l2, nil
+	if len(lg.pubs) > 0 {
+		lg.publish(ctx, l)
+	}
+	return nil
 }
 
 // metadata fills l's OrgID and Actor from ctx where they are empty, and

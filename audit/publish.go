@@ -234,10 +234,8 @@ func (lg *Logger) startPublishing() {
 }
 
 // publish hands a stored log to every publisher that wants it.
-func (lg *Logger) publish(ctx context.Context, l Log) {
-	if len(lg.pubs) == 0 {
-		return
-	}
+func (lg *Logger) publish(ctx context.Context, stored *Log) {
+	l := *stored
 	ps := &lg.pub
 	ps.mu.RLock()
 	defer ps.mu.RUnlock()
