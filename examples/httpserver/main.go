@@ -1,0 +1,82 @@
+// Command httpserver runs the projects API of package server with its
+// audit trail kept in memory, and prints the demo tokens and how to call
+// it:
+//
+//	go run ./examples/httpserver [-addr host:port] [-trusted-proxies cidrs] [-forwarded-header name]
+//
+// Each flag defaults to an environment variable: ADDR (127.0.0.1:8080),
+// TRUSTED_PROXIES (none) and FORWARDED_HEADER (X-Forwarded-For).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/examples/httpserver/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "httpserver:", err)
+		os.Exit(1)
+	}
+}
+
+// run is main with its surroundings passed in, for tests: it serves until
+// ctx ends.
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	env := func(key, def string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		return def
+	}
+	fs := flag.NewFlagSet("httpserver", flag.ContinueOnError)
+	fs.SetOutput(out)
+	addr := fs.String("addr", env("ADDR", "127.0.0.1:8080"), "`address` to listen on (env ADDR)")
+	proxies := fs.String("trusted-proxies", getenv("TRUSTED_PROXIES"),
+		"comma-separated `CIDRs` or addresses of reverse proxies whose forwarding header is believed (env TRUSTED_PROXIES)")
+	header := fs.String("forwarded-header", env("FORWARDED_HEADER", server.HeaderXForwardedFor),
+		"the `header` the trusted proxies set: X-Forwarded-For or Forwarded (env FORWARDED_HEADER)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	trusted, err := server.ParseTrustedProxies(*proxies)
+	if err != nil {
+		return err
+	}
+
+	srv, err := server.New(server.Config{
+		Repository:      audit.NewMemoryRepository(),
+		Tokens:          server.DemoTokens(),
+		TrustedProxies:  trusted,
+		ForwardedHeader: *header,
+	})
+	if err != nil {
+		return err
+	}
+	if getenv("DATABASE_URL") != "" {
+		fmt.Fprintln(out, "Note: DATABASE_URL is set, but this server keeps its audit trail in memory;")
+		fmt.Fprintln(out, "the PostgreSQL-backed server is part of the examples/postgres module.")
+	}
+	return server.Run(ctx, *addr, srv, func(baseURL string) {
+		fmt.Fprintf(out, "projects-api listening on %s (audit trail in memory; Ctrl-C stops)\n\n", baseURL)
+		server.PrintDemoUsage(out, baseURL)
+	})
+}

@@ -1,0 +1,233 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/raystack/salt/audit"
+)
+
+// DefaultSource is the Source of the audit logs of a Server that was not
+// given a Logger.
+const DefaultSource = "projects-api"
+
+// Audit actions the server records. Every log also carries the
+// audit.MetadataOutcome key: success, failure or denied.
+const (
+	ActionProjectCreated = "app.project.created"
+	ActionProjectUpdated = "app.project.updated"
+	ActionProjectDeleted = "app.project.deleted"
+	ActionMemberAdded    = "app.member.added"
+	ActionMemberRemoved  = "app.member.removed"
+	ActionAuditLogListed = "app.audit_log.listed"
+	// ActionAuthFailed is a request to an audited route without a valid
+	// token. Its actor is anonymous, its "route" metadata the route tried
+	// and its "reason" missing_token or invalid_token. It has no org: who
+	// sent it is unknown, so it is for the operators of the service, not
+	// for the admins of an org.
+	ActionAuthFailed = "app.auth.failed"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Repository stores the audit logs and answers GET /audit-logs.
+	// Required.
+	Repository audit.Repository
+	// Logger writes the audit logs. It must store into Repository, or the
+	// list endpoint will not show what it writes. Nil means a Logger made
+	// with audit.NewLogger(Repository, audit.WithSource(DefaultSource)),
+	// which Close closes; a Logger given here is the caller's to close.
+	Logger *audit.Logger
+	// Tokens maps each bearer token to its principal. With none, every
+	// request but GET /healthz is turned away.
+	Tokens map[string]Principal
+	// TrustedProxies are the peers whose ForwardedHeader is believed; see
+	// ClientIP. Nil trusts no peer: the recorded ip is always the peer's.
+	TrustedProxies []netip.Prefix
+	// ForwardedHeader is the header the trusted proxies set:
+	// HeaderXForwardedFor (the default when "") or HeaderForwarded.
+	ForwardedHeader string
+	// ErrorLog receives what the server cannot tell a client, above all an
+	// audit log that could not be stored. Nil means slog.Default().
+	ErrorLog *slog.Logger
+}
+
+// Server is the projects API: an http.Handler whose every change, failed
+// attempt and denial is recorded in the audit trail, which the admins of
+// each org read through GET /audit-logs. See the package documentation
+// for its routes. It is safe for concurrent use.
+type Server struct {
+	repo            audit.Repository
+	logger          *audit.Logger
+	ownLogger       bool
+	tokens          tokenTable
+	trustedProxies  []netip.Prefix
+	forwardedHeader string
+	errorLog        *slog.Logger
+	newRequestID    func() string
+	projects        *projectStore
+	handler         http.Handler
+}
+
+// New returns a Server configured by cfg, or an error naming what in cfg
+// is wrong.
+func New(cfg Config) (*Server, error) {
+	if cfg.Repository == nil {
+		return nil, errors.New("server: Config.Repository is nil")
+	}
+	tokens, err := newTokenTable(cfg.Tokens)
+	if err != nil {
+		return nil, fmt.Errorf("server: Config.Tokens: %w", err)
+	}
+	switch cfg.ForwardedHeader {
+	case "", HeaderXForwardedFor, HeaderForwarded:
+	default:
+		return nil, fmt.Errorf("server: Config.ForwardedHeader %q is not %q or %q", cfg.ForwardedHeader, HeaderXForwardedFor, HeaderForwarded)
+	}
+	s := &Server{
+		repo:            cfg.Repository,
+		logger:          cfg.Logger,
+		tokens:          tokens,
+		trustedProxies:  append([]netip.Prefix(nil), cfg.TrustedProxies...),
+		forwardedHeader: cfg.ForwardedHeader,
+		errorLog:        cfg.ErrorLog,
+		newRequestID:    uuid.NewString,
+		projects:        newProjectStore(),
+	}
+	if s.logger == nil {
+		s.logger = audit.NewLogger(cfg.Repository, audit.WithSource(DefaultSource))
+		s.ownLogger = true
+	}
+	if s.errorLog == nil {
+		s.errorLog = slog.Default()
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /projects", s.authenticate(false, s.listProjects))
+	mux.Handle("POST /projects", s.authenticate(true, s.createProject))
+	mux.Handle("PATCH /projects/{id}", s.authenticate(true, s.updateProject))
+	mux.Handle("DELETE /projects/{id}", s.authenticate(true, s.deleteProject))
+	mux.Handle("POST /projects/{id}/members", s.authenticate(true, s.addMember))
+	mux.Handle("DELETE /projects/{id}/members/{user}", s.authenticate(true, s.removeMember))
+	mux.Handle("GET /audit-logs", s.authenticate(true, s.listAuditLogs))
+	s.handler = s.withRequestMetadata(mux)
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(w, r)
+}
+
+// Close closes the Logger the server made for itself, draining what it
+// still publishes, within ctx. It does nothing for a Logger given in
+// Config. Call it once the server stopped taking requests.
+func (s *Server) Close(ctx context.Context) error {
+	if s.ownLogger {
+		return s.logger.Close(ctx)
+	}
+	return nil
+}
+
+// record stores the audit log of action on target with the given outcome;
+// the actor, org and request metadata come from ctx. kv are further
+// metadata, as key, value pairs.
+//
+// When the log cannot be stored, record reports it to the error log, with
+// the log itself so that the event is not lost, and returns the error.
+// What the caller does then is the server's policy: a change whose log
+// cannot be stored is not made and the request fails with 500 (an
+// unaudited change is worse than a failed one); a denial or failure is
+// still answered as such, since it changed nothing.
+func (s *Server) record(ctx context.Context, action string, target audit.Target, outcome string, kv ...string) error {
+	md := make(map[string]string, 1+len(kv)/2)
+	md[audit.MetadataOutcome] = outcome
+	for i := 0; i+1 < len(kv); i += 2 {
+		md[kv[i]] = kv[i+1]
+	}
+	l := audit.Log{Action: action, Target: target, Metadata: md}
+	err := s.logger.Record(ctx, &l)
+	if err != nil {
+		s.errorLog.ErrorContext(ctx, "audit log not stored", "err", err, "audit", l, "request", audit.FromContext(ctx).Metadata)
+	}
+	return err
+}
+
+// writeJSON writes v as the JSON body of a response with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}
+
+// errorBody is the body of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+// writeAuditUnavailable answers a request whose change was not made, or
+// whose data was not returned, because its audit log could not be stored.
+func writeAuditUnavailable(w http.ResponseWriter) {
+	writeError(w, http.StatusInternalServerError, "the request could not be audited, so it was not carried out; try again later")
+}
+
+// ShutdownTimeout bounds how long Run waits for requests in flight, and
+// for the Logger to drain, once its context ends.
+const ShutdownTimeout = 10 * time.Second
+
+// Run serves s on addr, a "host:port" to listen on, until ctx ends; then
+// it stops taking requests, waits up to ShutdownTimeout for those in
+// flight, whose audit logs are still written, and closes s. Once it
+// listens it calls ready, if not nil, with the base URL of the server,
+// e.g. "http://127.0.0.1:8080", which tells the port when addr's is 0.
+//
+// It returns nil after a graceful shutdown, or the error that stopped it.
+func Run(ctx context.Context, addr string, s *Server, ready func(baseURL string)) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.errorLog.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	if ready != nil {
+		ready("http://" + ln.Addr().String())
+	}
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return errors.Join(err, s.Close(sctx))
+}
