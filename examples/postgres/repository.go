@@ -1,0 +1,294 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/raystack/salt/audit"
+)
+
+// Defaults of the Options.
+const (
+	DefaultMaxBatch     = 1000
+	DefaultWriters      = 1
+	DefaultWriteTimeout = 30 * time.Second
+)
+
+// Repository is an audit.Repository that stores logs in the audit_logs
+// table of a PostgreSQL schema prepared by Migrate.
+//
+// Create goes through group commit: the logs of concurrent Create calls
+// are written together, one statement and one commit per batch (see
+// Create). List pages by keyset in SQL, and GetByID reads by primary key.
+//
+// A Repository is safe for concurrent use. It runs a writer goroutine
+// from NewRepository until Close.
+type Repository struct {
+	pool         *pgxpool.Pool
+	schema       string
+	table        pgx.Identifier
+	maxBatch     int
+	writers      int
+	writeTimeout time.Duration
+
+	insertSQL string // the batch insert, see writer.go
+	selectSQL string // SELECT columns FROM table
+	getSQL    string
+
+	reqs   chan *request
+	mu     sync.RWMutex // held for reading while sending to reqs
+	closed bool
+	quit   chan struct{}
+	wg     sync.WaitGroup
+}
+
+var _ audit.Repository = (*Repository)(nil)
+
+// Option configures a Repository.
+type Option func(*Repository)
+
+// WithSchema sets the schema that holds the audit_logs table, as given to
+// Migrate. The default, "", leaves table names unqualified, so that they
+// are found through the connection's search_path.
+func WithSchema(schema string) Option {
+	return func(r *Repository) { r.schema = schema }
+}
+
+// WithMaxBatch sets the most logs group commit writes in one statement.
+// The default is DefaultMaxBatch. NewRepository panics if n < 1.
+func WithMaxBatch(n int) Option {
+	return func(r *Repository) { r.maxBatch = n }
+}
+
+// WithWriters sets how many batches group commit may have in flight at
+// once, each on its own connection. The default is DefaultWriters: one
+// connection writing batches back to back, the next batch made of the
+// logs that arrived during the previous one. NewRepository panics if
+// n < 1.
+func WithWriters(n int) Option {
+	return func(r *Repository) { r.writers = n }
+}
+
+// WithWriteTimeout bounds how long group commit waits for one batch to be
+// written before it gives every log in it the error. A value <= 0 removes
+// the bound. The default is DefaultWriteTimeout.
+func WithWriteTimeout(d time.Duration) Option {
+	return func(r *Repository) { r.writeTimeout = d }
+}
+
+// NewRepository returns a Repository that stores logs through pool, in the
+// table that Migrate created, and starts its writer. Close it when done;
+// closing the pool stays the caller's job, after Close.
+//
+// It panics if pool is nil or an option has an invalid value: both are
+// programming errors found at start-up.
+func NewRepository(pool *pgxpool.Pool, opts ...Option) *Repository {
+	if pool == nil {
+		panic("postgres audit: NewRepository with a nil pool")
+	}
+	r := &Repository{
+		pool:         pool,
+		maxBatch:     DefaultMaxBatch,
+		writers:      DefaultWriters,
+		writeTimeout: DefaultWriteTimeout,
+		quit:         make(chan struct{}),
+	}
+	for _, opt := range opts {
+		opt(r)
+	}
+	if r.maxBatch < 1 {
+		panic("postgres audit: WithMaxBatch(" + strconv.Itoa(r.maxBatch) + "): must be at least 1")
+	}
+	if r.writers < 1 {
+		panic("postgres audit: WithWriters(" + strconv.Itoa(r.writers) + "): must be at least 1")
+	}
+	r.table = pgx.Identifier{"audit_logs"}
+	if r.schema != "" {
+		r.table = pgx.Identifier{r.schema, "audit_logs"}
+	}
+	table := r.table.Sanitize()
+	cols := strings.Join(columns, ", ")
+	r.selectSQL = "SELECT " + cols + " FROM " + table
+	r.getSQL = r.selectSQL + " WHERE id = $1"
+	r.insertSQL = "INSERT INTO " + table + " (" + cols + ")" +
+		" SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]," +
+		" $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]," +
+		" $11::jsonb[], $12::timestamptz[])" +
+		" ON CONFLICT (id) DO NOTHING RETURNING id"
+	r.reqs = make(chan *request, r.maxBatch)
+	r.wg.Add(r.writers)
+	for range r.writers {
+		go r.writeLoop()
+	}
+	return r
+}
+
+// Close stops group commit: it waits until the logs already handed to the
+// writer are written and their callers have their results, then stops the
+// writer goroutines. Create keeps working after Close, each log written
+// with its own statement, so that requests still in flight during a
+// graceful shutdown are audited. Close does not close the pool. It always
+// returns nil, and may be called more than once.
+func (r *Repository) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.mu.Unlock()
+	close(r.quit)
+	r.wg.Wait()
+	return nil
+}
+
+// GetByID implements audit.Repository.
+func (r *Repository) GetByID(ctx context.Context, id string) (audit.Log, error) {
+	// No stored log has an ID that PostgreSQL could not even receive.
+	if id == "" || len(id) > audit.MaxIDLen || !utf8.ValidString(id) || strings.IndexByte(id, 0) >= 0 {
+		if err := ctx.Err(); err != nil {
+			return audit.Log{}, err
+		}
+		return audit.Log{}, fmt.Errorf("%w: id %q", audit.ErrNotFound, id)
+	}
+	l, err := scanLog(r.pool.QueryRow(ctx, r.getSQL, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return audit.Log{}, fmt.Errorf("%w: id %q", audit.ErrNotFound, id)
+	}
+	if err != nil {
+		return audit.Log{}, fmt.Errorf("postgres audit: get %q: %w", id, err)
+	}
+	return l, nil
+}
+
+// List implements audit.Repository. Every field of the filter becomes a
+// condition of one SELECT, and the page is a range of an index in
+// (created_at DESC, id DESC) order that starts after the cursor:
+// (created_at, id) < (cursor's time, cursor's id). No OFFSET.
+func (r *Repository) List(ctx context.Context, filter audit.Filter) ([]audit.Log, error) {
+	if err := filter.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sql, args, ok, err := r.listQuery(filter)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, nil
+	}
+	rows, err := r.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres audit: list: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.Log
+	for rows.Next() {
+		l, err := scanLog(rows)
+		if err != nil {
+			return nil, fmt.Errorf("postgres audit: list: %w", err)
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres audit: list: %w", err)
+	}
+	return out, nil
+}
+
+// listQuery returns the SELECT for a valid filter and its arguments. It
+// returns ok == false when no stored log can match, without a query.
+func (r *Repository) listQuery(f audit.Filter) (sql string, args []any, ok bool, err error) {
+	var b strings.Builder
+	b.Grow(len(r.selectSQL) + 256)
+	b.WriteString(r.selectSQL)
+	where := " WHERE "
+	cond := func(format string, vals ...any) {
+		b.WriteString(where)
+		where = " AND "
+		n := make([]any, len(vals))
+		for i, v := range vals {
+			args = append(args, v)
+			n[i] = len(args)
+		}
+		fmt.Fprintf(&b, format, n...)
+	}
+	for _, c := range [...]struct{ col, val string }{
+		{"org_id", f.OrgID},
+		{"source", f.Source},
+		{"action", f.Action},
+		{"actor_id", f.ActorID},
+		{"actor_type", f.ActorType},
+		{"target_id", f.TargetID},
+		{"target_type", f.TargetType},
+	} {
+		if c.val != "" {
+			cond(c.col+" = $%d", c.val)
+		}
+	}
+	if len(f.Metadata) > 0 {
+		md, err := json.Marshal(f.Metadata)
+		if err != nil {
+			return "", nil, false, fmt.Errorf("%w: metadata: %w", audit.ErrInvalidFilter, err)
+		}
+		cond("metadata @> $%d", md)
+	}
+	// Stored times are whole microseconds, so CreatedAt >= Since and
+	// CreatedAt < Until hold exactly when they hold for Since and Until
+	// rounded up to a microsecond. Times outside the range of timestamptz
+	// either match every stored log or none.
+	if !f.Since.IsZero() {
+		since := ceilMicro(f.Since)
+		if !since.Before(maxTime) {
+			return "", nil, false, nil
+		}
+		if since.After(minTime) {
+			cond("created_at >= $%d", since)
+		}
+	}
+	if !f.Until.IsZero() {
+		until := ceilMicro(f.Until)
+		if !until.After(minTime) {
+			return "", nil, false, nil
+		}
+		if until.Before(maxTime) {
+			cond("created_at < $%d", until)
+		}
+	}
+	if f.Cursor != "" {
+		t, id, err := audit.ParseCursor(f.Cursor)
+		if err != nil {
+			return "", nil, false, err
+		}
+		if t.Before(minTime) {
+			return "", nil, false, nil // nothing is older
+		}
+		if t.Before(maxTime) {
+			cond("(created_at, id) < ($%d, $%d)", t, id)
+		}
+	}
+	args = append(args, f.PageSize())
+	b.WriteString(" ORDER BY created_at DESC, id DESC LIMIT $" + strconv.Itoa(len(args)))
+	return b.String(), args, true, nil
+}
+
+// ceilMicro returns t in UTC rounded up to a whole microsecond.
+func ceilMicro(t time.Time) time.Time {
+	t = t.UTC()
+	if c := t.Truncate(time.Microsecond); !c.Equal(t) {
+		return c.Add(time.Microsecond)
+	}
+	return t
+}

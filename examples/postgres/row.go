@@ -1,0 +1,97 @@
+package postgres
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/raystack/salt/audit"
+)
+
+// columns are the columns of audit_logs, in the order rows are written and
+// read.
+var columns = []string{
+	"id", "org_id", "source", "action",
+	"actor_id", "actor_type", "actor_name",
+	"target_id", "target_type", "target_name",
+	"metadata", "created_at",
+}
+
+// The range of timestamptz: 4713 BC to 294276 AD. Times outside it cannot
+// be stored, and the driver would not encode them faithfully.
+var (
+	minTime = time.Date(-4712, time.November, 24, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(294277, time.January, 1, 0, 0, 0, 0, time.UTC) // exclusive
+)
+
+// row is a validated log as it is written: metadata encoded as JSON,
+// CreatedAt in UTC truncated to microseconds.
+type row struct {
+	id, orgID, source, action        string
+	actorID, actorType, actorName    string
+	targetID, targetType, targetName string
+	metadata                         []byte
+	createdAt                        time.Time
+}
+
+// newRow validates l and returns it as a row. The row shares no memory
+// with l that l's owner may change.
+func newRow(l *audit.Log) (row, error) {
+	if err := l.Validate(); err != nil {
+		return row{}, err
+	}
+	created := l.CreatedAt.UTC().Truncate(time.Microsecond)
+	if created.Before(minTime) || !created.Before(maxTime) {
+		return row{}, fmt.Errorf("%w: created_at %s is outside the range PostgreSQL stores", audit.ErrInvalidLog, created.Format(time.RFC3339))
+	}
+	md := []byte("{}")
+	if len(l.Metadata) > 0 {
+		var err error
+		if md, err = json.Marshal(l.Metadata); err != nil {
+			return row{}, fmt.Errorf("%w: metadata: %w", audit.ErrInvalidLog, err)
+		}
+	}
+	return row{
+		id: l.ID, orgID: l.OrgID, source: l.Source, action: l.Action,
+		actorID: l.Actor.ID, actorType: l.Actor.Type, actorName: l.Actor.Name,
+		targetID: l.Target.ID, targetType: l.Target.Type, targetName: l.Target.Name,
+		metadata:  md,
+		createdAt: created,
+	}, nil
+}
+
+// values returns r as the values of columns.
+func (r *row) values() []any {
+	return []any{
+		r.id, r.orgID, r.source, r.action,
+		r.actorID, r.actorType, r.actorName,
+		r.targetID, r.targetType, r.targetName,
+		r.metadata, r.createdAt,
+	}
+}
+
+// scanLog reads a Log from rows selected with columns.
+func scanLog(rows pgx.Row) (audit.Log, error) {
+	var (
+		l  audit.Log
+		md []byte
+	)
+	err := rows.Scan(
+		&l.ID, &l.OrgID, &l.Source, &l.Action,
+		&l.Actor.ID, &l.Actor.Type, &l.Actor.Name,
+		&l.Target.ID, &l.Target.Type, &l.Target.Name,
+		&md, &l.CreatedAt,
+	)
+	if err != nil {
+		return audit.Log{}, err
+	}
+	l.CreatedAt = l.CreatedAt.UTC()
+	if len(md) > 2 { // not "{}"
+		if err := json.Unmarshal(md, &l.Metadata); err != nil {
+			return audit.Log{}, fmt.Errorf("metadata of log %q: %w", l.ID, err)
+		}
+	}
+	return l, nil
+}
