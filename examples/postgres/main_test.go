@@ -59,6 +59,10 @@ func newPool(url string, maxConns int32) (*pgxpool.Pool, error) {
 		return nil, err
 	}
 	cfg.MaxConns = maxConns
+	return newPoolConfig(cfg)
+}
+
+func newPoolConfig(cfg *pgxpool.Config) (*pgxpool.Pool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -1,0 +1,101 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/raystack/salt/audit"
+)
+
+// TestAppendOnly checks that the database itself refuses to change or
+// remove logs, whoever asks.
+func TestAppendOnly(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t)
+	ctx := context.Background()
+	l := makeLog("kept")
+	if err := r.Create(ctx, &l); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		"UPDATE audit_logs SET action = 'app.user.forged'",
+		"UPDATE audit_logs SET metadata = '{}' WHERE id = 'kept'",
+		"DELETE FROM audit_logs WHERE id = 'kept'",
+		"DELETE FROM audit_logs",
+		"TRUNCATE audit_logs",
+		"INSERT INTO audit_logs SELECT * FROM audit_logs ON CONFLICT (id) DO UPDATE SET action = 'x'",
+		// A session flag alone is not enough for an UPDATE or TRUNCATE.
+		"SELECT set_config('salt_audit.purge', 'on', true); UPDATE audit_logs SET action = 'x'",
+		"SELECT set_config('salt_audit.purge', 'on', true); TRUNCATE audit_logs",
+	} {
+		err := exec(t, schema, sql)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+			t.Errorf("%s: got %v, want SQLSTATE 42501 (insufficient_privilege) from the append-only trigger", sql, err)
+		}
+	}
+	got, err := r.GetByID(ctx, "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Action != l.Action {
+		t.Errorf("action: got %q, want %q", got.Action, l.Action)
+	}
+}
+
+func TestPurge(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t)
+	ctx := context.Background()
+	p := mustPool(t)
+	// 2.5 chunks of old logs, and a few that stay.
+	var logs []*audit.Log
+	old := PurgeChunk*5/2 + 1
+	for i := range old + 10 {
+		l := makeLog(fmt.Sprintf("log-%06d", i))
+		l.CreatedAt = testTime.AddDate(0, 0, -400).Add(timeStep(i))
+		if i >= old {
+			l.CreatedAt = testTime.Add(timeStep(i))
+		}
+		logs = append(logs, &l)
+	}
+	if err := r.CreateBatch(ctx, logs); err != nil {
+		t.Fatal(err)
+	}
+	cutoff := testTime // the first kept log is at testTime + timeStep(old) > cutoff
+	n, err := Purge(ctx, p, schema, cutoff)
+	if err != nil || n != int64(old) {
+		t.Fatalf("Purge: got %d, %v; want %d, nil", n, err, old)
+	}
+	n, err = Purge(ctx, p, schema, cutoff)
+	if err != nil || n != 0 {
+		t.Fatalf("Purge again: got %d, %v; want 0, nil", n, err)
+	}
+	page, err := r.List(ctx, audit.Filter{Limit: audit.MaxLimit})
+	if err != nil || len(page) != 10 {
+		t.Fatalf("List after Purge: got %d logs, %v; want 10", len(page), err)
+	}
+	// The boundary: a log at the cutoff stays, one a microsecond older goes.
+	edge := page[len(page)-1].CreatedAt
+	if n, err = Purge(ctx, p, schema, edge); err != nil || n != 0 {
+		t.Errorf("Purge at a log's own time: got %d, %v; want 0, nil", n, err)
+	}
+	if n, err = Purge(ctx, p, schema, edge.Add(1)); err != nil || n != 1 {
+		t.Errorf("Purge a nanosecond after a log: got %d, %v; want 1, nil", n, err)
+	}
+	if n, err = Purge(ctx, p, schema, maxTime.AddDate(1, 0, 0)); err != nil || n != 9 {
+		t.Errorf("Purge of everything: got %d, %v; want 9, nil", n, err)
+	}
+	// Still append-only after Purge: its flag ended with its transaction.
+	if err := exec(t, schema, "DELETE FROM audit_logs"); err == nil {
+		t.Error("DELETE after Purge succeeded, want the append-only trigger to reject it")
+	}
+}
+
+// timeStep spaces test logs a millisecond apart.
+func timeStep(i int) time.Duration { return time.Duration(i) * time.Millisecond }
