@@ -301,7 +301,7 @@ func (r *MemoryRepository) List(ctx context.Context, filter Filter) ([]Log, erro
 			return time.UnixMicro(r.rec(n).micros).Compare(until)
 		})
 	}
-	var out []Log
+	out := make([]Log, 0, min(limit, end))
 	for i := end - 1; i >= 0 && len(out) < limit; i-- {
 		n := nums[i]
 		if !filter.Since.IsZero() && time.UnixMicro(r.rec(n).micros).Before(filter.Since) {

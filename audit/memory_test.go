@@ -1,0 +1,180 @@
+package audit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raystack/salt/audit"
+)
+
+func TestMemoryRepositoryOutOfOrderInserts(t *testing.T) {
+	ctx := context.Background()
+	repo := audit.NewMemoryRepository()
+	base := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var all []audit.Log
+	for i := range 3000 {
+		l := validLog()
+		// Random IDs, and times that repeat and go back and forth.
+		l.ID = fmt.Sprintf("%08x-%d", rng.Uint32(), i)
+		l.OrgID = fmt.Sprint("org-", i%3)
+		l.CreatedAt = base.Add(time.Duration(rng.IntN(500)) * time.Millisecond).Add(time.Duration(rng.IntN(1000)))
+		if err := repo.Create(ctx, &l); err != nil {
+			t.Fatal(err)
+		}
+		l.CreatedAt = l.CreatedAt.Truncate(time.Microsecond)
+		all = append(all, l)
+	}
+	if repo.Len() != len(all) {
+		t.Fatalf("Len = %d, want %d", repo.Len(), len(all))
+	}
+	newestFirst := func(a, b audit.Log) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return cmpString(b.ID, a.ID)
+	}
+	slices.SortFunc(all, newestFirst)
+
+	for _, f := range []audit.Filter{{}, {OrgID: "org-1"}, {OrgID: "org-2", Since: base.Add(100 * time.Millisecond), Until: base.Add(300 * time.Millisecond)}} {
+		var want []audit.Log
+		for _, l := range all {
+			if f.Match(l) {
+				want = append(want, l)
+			}
+		}
+		f.Limit = 97
+		var got []audit.Log
+		for {
+			page, err := repo.List(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, page...)
+			if len(page) < f.Limit {
+				break
+			}
+			f.Cursor = audit.NextCursor(page)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("filter %+v: got %d logs, want %d", f, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].ID != want[i].ID {
+				t.Fatalf("filter %+v: log %d is %s, want %s", f, i, got[i].ID, want[i].ID)
+			}
+		}
+	}
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func TestMemoryRepositoryManyIDs(t *testing.T) {
+	// Enough IDs to grow the ID index several times.
+	ctx := context.Background()
+	repo := audit.NewMemoryRepository()
+	l := validLog()
+	const n = 20000
+	for i := range n {
+		l.ID = fmt.Sprint("id-", i)
+		if err := repo.Create(ctx, &l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		id := fmt.Sprint("id-", i)
+		got, err := repo.GetByID(ctx, id)
+		if err != nil || got.ID != id {
+			t.Fatalf("GetByID(%q) = %q, %v", id, got.ID, err)
+		}
+		l.ID = id
+		if err := repo.Create(ctx, &l); !errors.Is(err, audit.ErrAlreadyExists) {
+			t.Fatalf("Create of existing %q: got %v, want ErrAlreadyExists", id, err)
+		}
+	}
+	if _, err := repo.GetByID(ctx, "id-x"); !errors.Is(err, audit.ErrNotFound) {
+		t.Fatalf("got %v, want ErrNotFound", err)
+	}
+}
+
+func TestMemoryRepositoryKeepsEveryField(t *testing.T) {
+	ctx := context.Background()
+	repo := audit.NewMemoryRepository()
+	l := validLog()
+	l.Actor.Name = "Ādá 日本 🚀"
+	l.Metadata = map[string]string{"": "x"}
+	if err := repo.Create(ctx, &l); !errors.Is(err, audit.ErrInvalidLog) {
+		t.Fatalf("got %v, want ErrInvalidLog", err)
+	}
+	l.Metadata = map[string]string{"long": strings.Repeat("v", audit.MaxMetadataValueLen), "k": "日本"}
+	l.CreatedAt = time.Date(2026, 11, 26, 9, 30, 0, 123456789, time.FixedZone("x", -7200))
+	if err := repo.Create(ctx, &l); err != nil {
+		t.Fatal(err)
+	}
+	got, err := repo.GetByID(ctx, l.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := l
+	want.CreatedAt = l.CreatedAt.UTC().Truncate(time.Microsecond)
+	checkSameLog(t, got, want)
+	if got.CreatedAt.Location() != time.UTC || got.CreatedAt.Nanosecond()%1000 != 0 {
+		t.Errorf("got created_at %v, want UTC at microsecond precision", got.CreatedAt)
+	}
+}
+
+// BenchmarkMemoryList reads pages of one org's logs out of 100k: the first
+// page, and a page deep into the listing by keyset cursor. Neither should
+// depend on how many logs the repository holds.
+func BenchmarkMemoryList(b *testing.B) {
+	ctx := context.Background()
+	repo := audit.NewMemoryRepository()
+	l := validLog()
+	base := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	const n = 100_000
+	var deep []audit.Log
+	for i := range n {
+		l.ID = fmt.Sprintf("%012d", i)
+		l.OrgID = fmt.Sprint("org-", i%10)
+		l.CreatedAt = base.Add(time.Duration(i) * time.Millisecond)
+		if err := repo.Create(ctx, &l); err != nil {
+			b.Fatal(err)
+		}
+		if i == n/2 {
+			deep = []audit.Log{l}
+		}
+	}
+	for _, bc := range []struct {
+		name   string
+		filter audit.Filter
+	}{
+		{"page=first", audit.Filter{OrgID: "org-3", Limit: 100}},
+		{"page=keyset", audit.Filter{OrgID: "org-3", Limit: 100, Cursor: audit.NextCursor(deep)}},
+		{"page=first/all-orgs", audit.Filter{Limit: 100}},
+		{"page=first/action-filter", audit.Filter{OrgID: "org-3", Action: l.Action, Limit: 100}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				page, err := repo.List(ctx, bc.filter)
+				if err != nil || len(page) != 100 {
+					b.Fatalf("got %d logs, %v", len(page), err)
+				}
+			}
+		})
+	}
+}

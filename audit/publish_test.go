@@ -1,0 +1,417 @@
+package audit_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/raystack/salt/audit"
+)
+
+// recorder is a Publisher that remembers what it was given.
+type recorder struct {
+	mu   sync.Mutex
+	logs []audit.Log
+}
+
+func (r *recorder) Publish(_ context.Context, l audit.Log) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.logs = append(r.logs, l)
+	return nil
+}
+
+func (r *recorder) actions() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var a []string
+	for _, l := range r.logs {
+		a = append(a, l.Action)
+	}
+	return a
+}
+
+// errorsSeen collects what a Logger reports to its error handler.
+type errorsSeen struct {
+	mu   sync.Mutex
+	errs []*audit.PublishError
+}
+
+func (e *errorsSeen) handle(err error) {
+	var pe *audit.PublishError
+	if !errors.As(err, &pe) {
+		panic(fmt.Sprintf("error handler got %T, want *PublishError", err))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.errs = append(e.errs, pe)
+}
+
+func (e *errorsSeen) all() []*audit.PublishError {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.errs)
+}
+
+var userCtx = audit.SetActor(context.Background(), audit.Actor{ID: "u", Type: audit.ActorTypeUser})
+
+// mustClose closes lg and checks that none of its goroutines outlive it.
+func mustClose(t *testing.T, lg *audit.Logger) {
+	t.Helper()
+	if err := lg.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	checkNoPublishGoroutines(t)
+}
+
+// checkNoPublishGoroutines fails t if a Logger's publishing goroutine is
+// still running. Tests that use it do not run in parallel.
+func checkNoPublishGoroutines(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if !strings.Contains(stacks, "audit.(*Logger).work") && !strings.Contains(stacks, "audit.(*Logger).Close") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publishing goroutines outlived Close:\n%s", stacks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPublishDeliversStoredLogs(t *testing.T) {
+	repo := audit.NewMemoryRepository()
+	all, users := &recorder{}, &recorder{}
+	seen := &errorsSeen{}
+	lg := audit.NewLogger(repo, audit.WithSource("s"),
+		audit.WithPublisher(all),
+		audit.WithPublisher(users, audit.OnlyActions("app.user.*", "app.login"), audit.ExceptActions("app.user.viewed")),
+		audit.WithErrorHandler(seen.handle),
+	)
+	type key struct{}
+	var gotValue atomic.Value
+	lg2 := audit.NewLogger(repo, audit.WithSource("s"), audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, _ audit.Log) error {
+		gotValue.Store(fmt.Sprint(ctx.Value(key{})))
+		return ctx.Err()
+	})))
+	actions := []string{"app.user.created", "app.user.viewed", "app.login", "app.login.failed", "app.userx.created", "app.project.created"}
+	for _, a := range actions {
+		if err := lg.Log(userCtx, a, audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.WithValue(userCtx, key{}, "request value"))
+	cancel()
+	if err := lg2.Log(ctx, "app.x", audit.Target{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lg2.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, lg)
+
+	if got := all.actions(); !slices.Equal(got, actions) {
+		t.Errorf("unfiltered publisher got %v, want %v in order", got, actions)
+	}
+	if got, want := users.actions(), []string{"app.user.created", "app.login"}; !slices.Equal(got, want) {
+		t.Errorf("filtered publisher got %v, want %v", got, want)
+	}
+	if got := gotValue.Load(); got != "request value" {
+		t.Errorf("Publish saw value %v and an error: want the request's values, not its cancellation", got)
+	}
+	stored, _ := repo.List(context.Background(), audit.Filter{Action: "app.user.created"})
+	if len(stored) != 1 || all.logs[0].ID != stored[0].ID {
+		t.Errorf("published log %+v is not the stored one %+v", all.logs[0], stored)
+	}
+	if errs := seen.all(); len(errs) != 0 {
+		t.Errorf("got errors %v", errs)
+	}
+	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 8, Delivered: 8}); got != want {
+		t.Errorf("got stats %+v, want %+v", got, want)
+	}
+}
+
+func TestPublishFailuresAreIsolated(t *testing.T) {
+	repo := audit.NewMemoryRepository()
+	good := &recorder{}
+	seen := &errorsSeen{}
+	boom := errors.New("bus unavailable")
+	lg := audit.NewLogger(repo, audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(context.Context, audit.Log) error { return boom }), audit.PublishName("bus")),
+		audit.WithPublisher(audit.PublisherFunc(func(context.Context, audit.Log) error { panic("publisher bug") }), audit.PublishName("buggy")),
+		audit.WithPublisher(good),
+		audit.WithErrorHandler(seen.handle),
+	)
+	const n = 20
+	for i := range n {
+		if err := lg.Log(userCtx, "app.x", audit.Target{ID: fmt.Sprint(i)}); err != nil {
+			t.Fatalf("a failing publisher failed Log: %v", err)
+		}
+	}
+	mustClose(t, lg)
+	if repo.Len() != n || len(good.actions()) != n {
+		t.Fatalf("stored %d, good publisher got %d, want %d each", repo.Len(), len(good.actions()), n)
+	}
+	byPublisher := map[string]int{}
+	for _, e := range seen.all() {
+		byPublisher[e.Publisher]++
+		if e.Publisher == "bus" && !errors.Is(e, boom) {
+			t.Errorf("got %v, want it to wrap the publisher's error", e)
+		}
+		if e.Publisher == "buggy" && !strings.Contains(e.Error(), "publisher bug") {
+			t.Errorf("got %v, want the panic value", e)
+		}
+	}
+	if byPublisher["bus"] != n || byPublisher["buggy"] != n {
+		t.Errorf("got reports %v, want %d for each failing publisher", byPublisher, n)
+	}
+	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 3 * n, Delivered: n, Failed: 2 * n}); got != want {
+		t.Errorf("got stats %+v, want %+v", got, want)
+	}
+}
+
+func TestPublishSlowPublisherDoesNotBlock(t *testing.T) {
+	repo := audit.NewMemoryRepository()
+	release := make(chan struct{})
+	seen := &errorsSeen{}
+	lg := audit.NewLogger(repo, audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, _ audit.Log) error {
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}), audit.PublishQueueSize(4)),
+		audit.WithErrorHandler(seen.handle),
+	)
+	const n = 50
+	for i := range n {
+		if err := lg.Log(userCtx, "app.x", audit.Target{ID: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if repo.Len() != n {
+		t.Fatalf("stored %d, want %d", repo.Len(), n)
+	}
+	close(release)
+	mustClose(t, lg)
+	st := lg.Stats()
+	// One log is with the publisher, four wait in the queue, the rest are
+	// dropped and reported.
+	if st.Dropped == 0 || st.Delivered+st.Dropped != n || st.Enqueued != st.Delivered {
+		t.Errorf("got stats %+v, want every log delivered or dropped", st)
+	}
+	errs := seen.all()
+	if uint64(len(errs)) != st.Dropped {
+		t.Errorf("got %d reports for %d drops", len(errs), st.Dropped)
+	}
+	for _, e := range errs {
+		if !errors.Is(e, audit.ErrQueueFull) {
+			t.Errorf("got %v, want ErrQueueFull", e)
+		}
+	}
+}
+
+func TestPublishBlockWhenFull(t *testing.T) {
+	release := make(chan struct{})
+	seen := &errorsSeen{}
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(context.Context, audit.Log) error {
+			<-release
+			return nil
+		}), audit.PublishQueueSize(1), audit.BlockWhenFull()),
+		audit.WithErrorHandler(seen.handle),
+	)
+	// The first log is taken by the worker, the second fills the queue.
+	for range 2 {
+		if err := lg.Log(userCtx, "app.x", audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(userCtx, 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	for { // wait until the worker holds the first log and the queue is full
+		if err := lg.Log(ctx, "app.x", audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+		if len(seen.all()) > 0 || time.Since(start) > 10*time.Second {
+			break
+		}
+	}
+	errs := seen.all()
+	if len(errs) != 1 || !errors.Is(errs[0], audit.ErrQueueFull) || !errors.Is(errs[0], context.DeadlineExceeded) {
+		t.Fatalf("got %v, want one log dropped when the caller's context ended", errs)
+	}
+	close(release)
+	mustClose(t, lg)
+}
+
+func TestPublishCloseDrainsAndReports(t *testing.T) {
+	repo := audit.NewMemoryRepository()
+	rec := &recorder{}
+	seen := &errorsSeen{}
+	lg := audit.NewLogger(repo, audit.WithSource("s"), audit.WithPublisher(rec, audit.PublishWorkers(3)), audit.WithErrorHandler(seen.handle))
+	for range 100 {
+		if err := lg.Log(userCtx, "app.x", audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustClose(t, lg)
+	if len(rec.actions()) != 100 {
+		t.Fatalf("Close delivered %d of 100 queued logs", len(rec.actions()))
+	}
+	// Logs written after Close are stored and reported, not published.
+	if err := lg.Log(userCtx, "app.late", audit.Target{}); err != nil {
+		t.Fatal(err)
+	}
+	if repo.Len() != 101 {
+		t.Errorf("a log written after Close was not stored")
+	}
+	if errs := seen.all(); len(errs) != 1 || !errors.Is(errs[0], audit.ErrClosed) || errs[0].Log.Action != "app.late" {
+		t.Errorf("got %v, want the late log reported with ErrClosed", errs)
+	}
+	if err := lg.Close(context.Background()); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestPublishCloseGivesUp(t *testing.T) {
+	seen := &errorsSeen{}
+	started := make(chan struct{}, 1)
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, _ audit.Log) error {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-ctx.Done() // a publisher that cannot deliver until it is cancelled
+			return ctx.Err()
+		})),
+		audit.WithErrorHandler(seen.handle),
+	)
+	for range 10 {
+		if err := lg.Log(userCtx, "app.x", audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	err := lg.Close(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "10 queued logs") {
+		t.Fatalf("got %v, want a deadline error counting the 10 logs not published", err)
+	}
+	checkNoPublishGoroutines(t)
+	if errs := seen.all(); len(errs) != 10 {
+		t.Errorf("got %d reports, want 10", len(errs))
+	}
+	st := lg.Stats()
+	if st.Failed+st.Dropped != 10 || st.Delivered != 0 {
+		t.Errorf("got stats %+v, want all 10 failed or dropped", st)
+	}
+}
+
+func TestPublishDefaultErrorHandlerLogs(t *testing.T) {
+	var buf bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	defer slog.SetDefault(old)
+
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(context.Context, audit.Log) error { return errors.New("nope") }), audit.PublishName("hook")))
+	if err := lg.Log(userCtx, "app.x", audit.Target{}); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, lg)
+	for _, want := range []string{"level=ERROR", "publisher=hook", "action=app.x", "err=nope"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("slog output %q lacks %q", buf.String(), want)
+		}
+	}
+}
+
+func TestPublishMetadataIsASnapshot(t *testing.T) {
+	// Record without a context returns before publishers read the log; the
+	// caller changing its map then must not change what they read.
+	got := make(chan audit.Log, 1)
+	release := make(chan struct{})
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(_ context.Context, l audit.Log) error {
+			<-release
+			got <- l
+			return nil
+		})))
+	md := map[string]string{"k": "before"}
+	if err := lg.Record(context.Background(), &audit.Log{Action: "a", Actor: audit.Actor{Type: "user"}, Metadata: md}); err != nil {
+		t.Fatal(err)
+	}
+	md["k"] = "after"
+	close(release)
+	if l := <-got; l.Metadata["k"] != "before" {
+		t.Errorf("publisher saw %q, want the stored value", l.Metadata["k"])
+	}
+	mustClose(t, lg)
+}
+
+func TestCloseWithoutPublishers(t *testing.T) {
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"))
+	if err := lg.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := lg.Log(userCtx, "a", audit.Target{}); err != nil {
+		t.Fatalf("Log after Close: %v", err)
+	}
+}
+
+// BenchmarkLoggerLogPublishing compares Logger.Log with no publisher to
+// Logger.Log with a publisher that takes 10ms per log: publishing must
+// not slow Log down. The slow publisher's queue is full for most of the
+// run, so this measures dropping too; drops go to a counting handler.
+func BenchmarkLoggerLogPublishing(b *testing.B) {
+	ctx := audit.SetMetadata(audit.SetActor(context.Background(), benchActor), benchMD1)
+	for _, bc := range []struct {
+		name string
+		opts []audit.Option
+	}{
+		{"publisher=none", nil},
+		{"publisher=slow", []audit.Option{
+			audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, _ audit.Log) error {
+				select {
+				case <-time.After(10 * time.Millisecond):
+				case <-ctx.Done():
+				}
+				return nil
+			})),
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var dropped atomic.Int64
+			opts := append([]audit.Option{audit.WithSource("bench"), audit.WithErrorHandler(func(error) { dropped.Add(1) })}, bc.opts...)
+			lg := audit.NewLogger(audit.NewMemoryRepository(), opts...)
+			b.ReportAllocs()
+			for range b.N {
+				if err := lg.Log(ctx, "app.project.updated", benchTarget); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			closeCtx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+			defer cancel()
+			_ = lg.Close(closeCtx) // what the slow publisher has not taken is expected to be dropped
+		})
+	}
+}

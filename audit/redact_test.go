@@ -1,0 +1,40 @@
+package audit
+
+import "testing"
+
+func TestRedactorSecret(t *testing.T) {
+	r := newRedactor(defaultRedactedKeys)
+	for key, want := range map[string]bool{
+		"password": true, "PASSWORD": true, "db_password_hash": true, "X-Api-Key": true, "x_api_key": true,
+		"Authorization": true, "set-cookie": true, "refresh_token": true, "Private-Key-Id": true, "client_secret": true,
+		"": false, "ip": false, "api": false, "api-ke": false, "passwor": false, "tokne": false, "auth": false,
+		"pass word": false, "ttoken": true, "日本token": true, "tok\u212aen": false,
+	} {
+		if got := r.secret(key); got != want {
+			t.Errorf("secret(%q) = %v, want %v", key, got, want)
+		}
+	}
+	if newRedactor(nil).secret("password") {
+		t.Error("a redactor without fragments redacted")
+	}
+	custom := newRedactor([]string{"Session-ID", ""})
+	if !custom.secret("x_session_id") || custom.secret("password") {
+		t.Error("custom fragments are not normalized or the defaults leaked in")
+	}
+}
+
+func TestRedactorApply(t *testing.T) {
+	r := newRedactor(defaultRedactedKeys)
+	md := map[string]string{"ip": "1", "token": "t"}
+	out := r.apply(md)
+	if out["token"] != Redacted || out["ip"] != "1" || md["token"] != "t" {
+		t.Errorf("got %v from %v", out, md)
+	}
+	plain := map[string]string{"ip": "1"}
+	if out := r.apply(plain); len(out) != 1 || out["ip"] != "1" {
+		t.Errorf("got %v, want the map unchanged", out)
+	}
+	if out := r.apply(nil); out != nil {
+		t.Errorf("got %v, want nil", out)
+	}
+}
