@@ -1,0 +1,185 @@
+package audittest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/raystack/salt/audit"
+)
+
+func checkContextDone(t *testing.T, k *kit) {
+	t.Helper()
+	g := newGen(30)
+	repo := k.mustRepo(t)
+	existing := k.mustCreate(t, repo, g.logs(3, "ctx-", func(i int) time.Time { return at(i, 0) }, nil)...)
+
+	canceled, cancel := context.WithCancel(bg)
+	cancel()
+	expired, cancelExpired := context.WithDeadline(bg, time.Unix(0, 0))
+	defer cancelExpired()
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"canceled", canceled},
+		{"past its deadline", expired},
+	} {
+		l := g.log(g.id("ctx-new-"), at(10, 0))
+		if err := c.ctx.Err(); err == nil {
+			t.Fatalf("audittest: the %s context is not done; the case is wrong", c.name)
+		}
+		if err := repo.Create(c.ctx, &l); err == nil {
+			t.Errorf("Create(%s) with a %s ctx: got nil error, want an error: %s", fmtLog(l), c.name, k.rule)
+		}
+		if page, err := repo.List(c.ctx, audit.Filter{}); err == nil {
+			t.Errorf("List(Filter{}) with a %s ctx: got %d logs and nil error, want an error: %s", c.name, len(page), k.rule)
+		}
+		if _, err := repo.GetByID(c.ctx, existing[0].ID); err == nil {
+			t.Errorf("GetByID(%q) with a %s ctx: got the log and nil error, want an error: %s", existing[0].ID, c.name, k.rule)
+		}
+	}
+}
+
+func checkConcurrentUse(t *testing.T, k *kit) {
+	t.Helper()
+	const (
+		writers   = 8  // each stores perWriter logs in an org of its own
+		perWriter = 40 //
+		racers    = 4  // each tries to store every one of dupIDs IDs
+		dupIDs    = 10
+		readers   = 2 // each walks every log walks times
+		walks     = 10
+	)
+	repo := k.mustRepo(t)
+	var (
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+		mu      sync.Mutex
+		all     []audit.Log
+		wins    [dupIDs]atomic.Int32
+		winners [dupIDs]audit.Log
+	)
+
+	// Writers read back what they store, by ID right after Create returns
+	// and, now and then, by listing their org, which holds exactly their
+	// logs.
+	for w := range writers {
+		g := newGen(uint64(100 + w))
+		org := fmt.Sprintf("org-%d", w)
+		logs := g.logs(perWriter, fmt.Sprintf("c%d-", w), func(i int) time.Time { return at(i%7, g.ns()) }, func(_ int, l *audit.Log) {
+			l.OrgID = org
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			var mine []audit.Log
+			defer func() {
+				mu.Lock()
+				all = append(all, mine...)
+				mu.Unlock()
+			}()
+			for i, l := range logs {
+				want := stored(l)
+				if err := repo.Create(bg, &l); err != nil {
+					t.Errorf("concurrent Create(%s): got error %v, want nil: %s", fmtLog(want), err, k.rule)
+					return
+				}
+				mine = append(mine, want)
+				got, err := repo.GetByID(bg, want.ID)
+				if err != nil {
+					t.Errorf("GetByID(%q) right after its Create returned, among concurrent calls: got error %v, want the log: %s", want.ID, err, k.rule)
+					return
+				}
+				if !k.checkLog(t, fmt.Sprintf("GetByID(%q) among concurrent calls", want.ID), got, want) {
+					return
+				}
+				if i%8 == 7 && !k.checkList(t, repo, audit.Filter{OrgID: org, Limit: audit.MaxLimit}, mine) {
+					return
+				}
+			}
+		}()
+	}
+
+	// Racers store logs with the same IDs at the same time: one Create of
+	// each ID succeeds, the others get ErrAlreadyExists.
+	for r := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := range dupIDs {
+				l := audit.Log{
+					ID:        fmt.Sprintf("dup-%02d", i),
+					Source:    "audittest",
+					Action:    "audittest.log.raced",
+					Actor:     audit.Actor{ID: fmt.Sprintf("racer-%d", r), Type: audit.ActorTypeService},
+					CreatedAt: at(3, i),
+				}
+				switch err := repo.Create(bg, &l); {
+				case err == nil:
+					if wins[i].Add(1) == 1 {
+						mu.Lock()
+						winners[i] = stored(l)
+						mu.Unlock()
+					}
+				case !errors.Is(err, audit.ErrAlreadyExists):
+					t.Errorf("concurrent Create(%s) of a contested ID: got error %v, want nil or an error wrapping audit.ErrAlreadyExists: %s", fmtLog(l), err, k.rule)
+				}
+			}
+		}()
+	}
+
+	// Readers walk every log while the others write. Logs written
+	// meanwhile may or may not show up, but a walk never goes back: each
+	// log comes strictly after the previous one, newest first.
+	for range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for range walks {
+				f := audit.Filter{Limit: 50}
+				var prev audit.Log
+				for n := 0; n < writers*perWriter+dupIDs; n++ {
+					page, err := repo.List(bg, f)
+					if err != nil {
+						t.Errorf("List(%s) among concurrent calls: got error %v, want nil: %s", fmtFilter(f), err, k.rule)
+						return
+					}
+					for _, l := range page {
+						if prev.ID != "" && newestFirst(prev, l) >= 0 {
+							t.Errorf("walking List(%s) among concurrent calls: got %s after %s, want only logs strictly older in (CreatedAt, ID): %s",
+								fmtFilter(f), fmtLog(l), fmtLog(prev), k.rule)
+							return
+						}
+						prev = l
+					}
+					if len(page) < f.PageSize() {
+						break
+					}
+					f.Cursor = audit.NextCursor(page)
+				}
+			}
+		}()
+	}
+
+	close(start)
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for i := range dupIDs {
+		if n := wins[i].Load(); n != 1 {
+			t.Errorf("%d concurrent Creates of ID %q: got %d successes, want exactly 1: %s", racers, fmt.Sprintf("dup-%02d", i), n, k.rule)
+			continue
+		}
+		all = append(all, winners[i])
+	}
+	k.checkWalk(t, repo, audit.Filter{Limit: audit.MaxLimit}, all)
+}
