@@ -6,7 +6,8 @@ import (
 	"github.com/raystack/salt/audit"
 )
 
-// The Standard Webhooks headers, as written on the wire.
+// The Standard Webhooks headers. HTTP header names are case-insensitive;
+// http.Header.Get finds them in any case.
 const (
 	HeaderID        = "webhook-id"
 	HeaderTimestamp = "webhook-timestamp"

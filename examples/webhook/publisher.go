@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -358,11 +359,10 @@ func (p *Publisher) attempt(ctx context.Context, ep *endpoint, id string, body [
 	if err != nil {
 		return result{outcome: permanent, err: err}
 	}
-	now := p.now()
-	// The header names are written as the specification spells them.
-	req.Header[HeaderID] = []string{id}
-	req.Header[HeaderTimestamp] = []string{fmt.Sprint(now.Unix())}
-	req.Header[HeaderSignature] = []string{signatureHeader(ep.keys, id, now.Unix(), body)}
+	unix := p.now().Unix()
+	req.Header.Set(HeaderID, id)
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(unix, 10))
+	req.Header.Set(HeaderSignature, signatureHeader(ep.keys, id, unix, body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "salt-audit-webhook")
 

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -45,27 +46,11 @@ func run(addr string) error {
 		fmt.Fprintf(os.Stderr, "WEBHOOK_SECRETS is not set; accepting webhooks signed with the new secret\n%s\n", s)
 	}
 
-	// The logs are stored by ID, so a duplicate that gets past the
-	// Receiver's memory (after a restart, say) is still recognized.
-	repo := audit.NewMemoryRepository()
-	out := audit.NewJSONLinesPublisher(os.Stdout)
-	rc, err := webhook.NewReceiver(secrets, func(ctx context.Context, e webhook.Event) error {
-		err := repo.Create(ctx, &e.Data)
-		if errors.Is(err, audit.ErrAlreadyExists) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return out.Publish(ctx, e.Data)
-	})
+	h, err := newHandler(secrets, os.Stdout)
 	if err != nil {
 		return err
 	}
-
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/audit", rc)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -81,4 +66,29 @@ func run(addr string) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+// newHandler returns the receiver's routes: POST /webhooks/audit verifies
+// each webhook and writes each new log to out as a line of JSON.
+func newHandler(secrets []string, out io.Writer) (http.Handler, error) {
+	// The logs are stored by ID, so a duplicate that gets past the
+	// Receiver's memory is still recognized.
+	repo := audit.NewMemoryRepository()
+	lines := audit.NewJSONLinesPublisher(out)
+	rc, err := webhook.NewReceiver(secrets, func(ctx context.Context, e webhook.Event) error {
+		err := repo.Create(ctx, &e.Data)
+		if errors.Is(err, audit.ErrAlreadyExists) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return lines.Publish(ctx, e.Data)
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/audit", rc)
+	return mux, nil
 }
