@@ -50,7 +50,7 @@
 // secret-looking metadata values with [Redacted], validates the log and
 // stores it with a [Repository] before it returns. An audit log is never
 // dropped silently: when it cannot be stored, Log returns the error. The
-// action being audited has already happened, so a cancelled request does
+// action being audited has already happened, so a canceled request does
 // not abandon its log; the store is bounded by the Logger's own timeout.
 //
 // Each service implements [Repository] for its own storage. The package

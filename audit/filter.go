@@ -174,21 +174,6 @@ func (p position) before(l *Log) bool {
 	return lm < p.micros || lm == p.micros && l.ID < p.id
 }
 
-// compare orders positions oldest first, like the (CreatedAt, ID) order.
-func (p position) compare(q position) int {
-	switch {
-	case p.micros < q.micros:
-		return -1
-	case p.micros > q.micros:
-		return 1
-	case p.id < q.id:
-		return -1
-	case p.id > q.id:
-		return 1
-	}
-	return 0
-}
-
 // NextCursor returns the cursor that continues a listing after page, the
 // result of a List call: it encodes the position of page's last log. It
 // returns "" for an empty page.

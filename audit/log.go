@@ -144,14 +144,14 @@ func (l *Log) validateFields() error {
 	return nil
 }
 
-func checkField(name, value string, max int, required bool) error {
+func checkField(name, value string, limit int, required bool) error {
 	if value == "" {
 		if required {
 			return invalidLog(name, "is required")
 		}
 		return nil
 	}
-	if reason := checkString(value, max); reason != "" {
+	if reason := checkString(value, limit); reason != "" {
 		return invalidLog(name, reason)
 	}
 	return nil
@@ -197,10 +197,10 @@ func validatePairs(pairs []kv) error {
 }
 
 // checkString returns why s is not acceptable as a stored string of at most
-// max bytes, or "" if it is.
-func checkString(s string, max int) string {
-	if len(s) > max {
-		return "is " + strconv.Itoa(len(s)) + " bytes, longer than " + strconv.Itoa(max)
+// limit bytes, or "" if it is.
+func checkString(s string, limit int) string {
+	if len(s) > limit {
+		return "is " + strconv.Itoa(len(s)) + " bytes, longer than " + strconv.Itoa(limit)
 	}
 	if plainText(s) {
 		return ""

@@ -221,8 +221,8 @@ func FuzzLogValidate(f *testing.F) {
 		l.ID, l.Source, l.Action, l.Actor.Type, l.Actor.Name = id, source, action, actorType, name
 		l.Metadata = map[string]string{key: value}
 		err := l.Validate()
-		valid := func(s string, max int, required bool) bool {
-			return len(s) <= max && utf8.ValidString(s) && !strings.ContainsRune(s, 0) && (s != "" || !required)
+		valid := func(s string, limit int, required bool) bool {
+			return len(s) <= limit && utf8.ValidString(s) && !strings.ContainsRune(s, 0) && (s != "" || !required)
 		}
 		want := valid(id, audit.MaxIDLen, true) && valid(source, audit.MaxSourceLen, true) &&
 			valid(action, audit.MaxActionLen, true) && valid(actorType, audit.MaxEntityTypeLen, true) &&

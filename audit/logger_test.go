@@ -263,7 +263,7 @@ func TestLoggerSurvivesCancellation(t *testing.T) {
 	ctx = audit.SetActor(ctx, audit.Actor{Type: audit.ActorTypeUser})
 	cancel(errors.New("client went away"))
 	if err := lg.Log(ctx, "app.x", audit.Target{}); err != nil {
-		t.Fatalf("got %v: a cancelled request lost its audit log", err)
+		t.Fatalf("got %v: a canceled request lost its audit log", err)
 	}
 	if gotValue != "v" || gotErr != nil {
 		t.Errorf("the store saw value %v and error %v, want the request's values without its cancellation", gotValue, gotErr)

@@ -88,7 +88,7 @@ func TestMemoryRepositoryManyIDs(t *testing.T) {
 	ctx := context.Background()
 	repo := audit.NewMemoryRepository()
 	l := validLog()
-	const n = 20000
+	const n = 10000
 	for i := range n {
 		l.ID = fmt.Sprint("id-", i)
 		if err := repo.Create(ctx, &l); err != nil {

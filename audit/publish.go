@@ -210,7 +210,7 @@ type publishing struct {
 	mu     sync.RWMutex // held for reading while queueing, for writing by Close
 	closed bool
 
-	life    context.Context // the context of every Publish call; cancelled when Close gives up
+	life    context.Context // the context of every Publish call; canceled when Close gives up
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
 
@@ -282,7 +282,7 @@ func (lg *Logger) work(p *publisher) {
 			lg.drop(p, item.log, err)
 			continue
 		}
-		err := callPublish(p, publishCtx{Context: lg.pub.life, values: context.WithoutCancel(item.ctx)}, item.log)
+		err := callPublish(publishCtx{Context: lg.pub.life, values: context.WithoutCancel(item.ctx)}, p, item.log)
 		if err != nil {
 			lg.pub.failed.Add(1)
 			if lg.pub.life.Err() != nil {
@@ -296,7 +296,7 @@ func (lg *Logger) work(p *publisher) {
 }
 
 // callPublish calls p.Publish, turning a panic into an error.
-func callPublish(p *publisher, ctx context.Context, l Log) (err error) {
+func callPublish(ctx context.Context, p *publisher, l Log) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("audit: publisher panicked: %v", r)
@@ -332,7 +332,7 @@ func (lg *Logger) Stats() PublishStats {
 // Close stops publishing: it stops queueing logs, waits until the
 // publishers delivered what is queued or ctx ends, and then stops the
 // publishers' goroutines. When ctx ends first, the context of running
-// Publish calls is cancelled, what is still queued is dropped and
+// Publish calls is canceled, what is still queued is dropped and
 // reported, and Close returns an error saying how many logs were not
 // published. Close waits for running Publish calls to return.
 //

@@ -298,7 +298,7 @@ func TestPublishCloseGivesUp(t *testing.T) {
 			case started <- struct{}{}:
 			default:
 			}
-			<-ctx.Done() // a publisher that cannot deliver until it is cancelled
+			<-ctx.Done() // a publisher that cannot deliver until it is canceled
 			return ctx.Err()
 		})),
 		audit.WithErrorHandler(seen.handle),

@@ -47,7 +47,7 @@ func invalidFilter(field, reason string) error {
 // rule below, and NewMemoryRepository is the reference implementation.
 //
 // A Repository is append-only: logs are never updated or deleted through it.
-// All methods must be safe for concurrent use and must honour cancellation
+// All methods must be safe for concurrent use and must honor cancellation
 // of ctx, returning an error (usually wrapping ctx.Err()) when it ends
 // before the work is done.
 type Repository interface {

@@ -104,7 +104,7 @@ func run(ctx context.Context, out io.Writer) error {
 	printTable(out, logs)
 	_, err = repo.List(ctx, audit.Filter{Limit: audit.MaxLimit + 1})
 	if !errors.Is(err, audit.ErrInvalidFilter) {
-		return fmt.Errorf("a too large limit was not rejected: %v", err)
+		return fmt.Errorf("a too large limit was not rejected: %w", err)
 	}
 	fmt.Fprintf(out, "\nA bad filter is rejected: %v\n", err)
 	return nil

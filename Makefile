@@ -1,0 +1,60 @@
+# Every target works on a fresh machine with Go installed; what a target
+# needs beyond Go (golangci-lint, PostgreSQL) it installs itself.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+GO ?= go
+
+# Modules of the repository: the root module and the examples with
+# dependencies of their own.
+MODULES := . examples/webhook examples/postgres
+
+GOLANGCI_LINT_VERSION := v2.15.0
+GOBIN := $(shell $(GO) env GOPATH)/bin
+GOLANGCI_LINT := $(GOBIN)/golangci-lint
+
+FUZZTIME ?= 10s
+BENCHCOUNT ?= 6
+
+.PHONY: test vet test-root test-webhook test-postgres lint fuzz bench bench-postgres check tools
+
+## test: vet and run every test of every module under the race detector;
+## the PostgreSQL example runs against a throwaway server (or DATABASE_URL)
+test: vet test-root test-webhook test-postgres
+
+vet:
+	@for m in $(MODULES); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...); done
+
+test-root:
+	$(GO) test -race ./...
+
+test-webhook:
+	cd examples/webhook && $(GO) test -race ./...
+
+test-postgres:
+	./scripts/with-postgres.sh bash -c 'cd examples/postgres && $(GO) test -race ./...'
+
+## lint: gofmt, goimports and golangci-lint over every module
+lint: tools
+	@for m in $(MODULES); do echo "golangci-lint ($$m)"; (cd $$m && $(GOLANGCI_LINT) run --allow-serial-runners --config $(CURDIR)/.golangci.yml ./...); done
+
+tools:
+	@if ! [[ -x $(GOLANGCI_LINT) ]] || ! $(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(GOLANGCI_LINT_VERSION:v%=%) "; then \
+		echo "installing golangci-lint $(GOLANGCI_LINT_VERSION)"; \
+		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	fi
+
+## fuzz: every fuzz target for FUZZTIME (default 10s) each
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+## bench: the package's benchmarks, BENCHCOUNT runs each, for benchstat
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./audit/
+
+## bench-postgres: the PostgreSQL example's benchmarks against a throwaway server
+bench-postgres:
+	./scripts/with-postgres.sh bash -c 'cd examples/postgres && $(GO) test -run "^$$" -bench . -benchmem -timeout 60m ./...'
+
+## check: everything CI runs
+check: test lint fuzz
