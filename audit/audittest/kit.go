@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,11 +68,29 @@ func (k *kit) checkErrorIs(t *testing.T, what string, err, target error) bool {
 		return true
 	}
 	if err == nil {
-		t.Errorf("%s: got nil error, want an error wrapping %v: %s", what, target, k.rule)
+		t.Errorf("%s: got nil error, want an error wrapping %s: %s", what, errorName(target), k.rule)
 	} else {
-		t.Errorf("%s: got error %q, want an error wrapping %v: %s", what, err, target, k.rule)
+		t.Errorf("%s: got error %q, want an error wrapping %s: %s", what, err, errorName(target), k.rule)
 	}
 	return false
+}
+
+// errorName returns the name of a sentinel error of package audit.
+func errorName(target error) string {
+	for _, s := range []struct {
+		err  error
+		name string
+	}{
+		{audit.ErrNotFound, "audit.ErrNotFound"},
+		{audit.ErrAlreadyExists, "audit.ErrAlreadyExists"},
+		{audit.ErrInvalidLog, "audit.ErrInvalidLog"},
+		{audit.ErrInvalidFilter, "audit.ErrInvalidFilter"},
+	} {
+		if errors.Is(target, s.err) {
+			return s.name
+		}
+	}
+	return strconv.Quote(target.Error())
 }
 
 // checkList checks that List(f) returns exactly what Filter.Match selects
