@@ -19,15 +19,14 @@ type auditCtx struct {
 	context.Context
 
 	actor    Actor
-	hasActor bool
 	orgID    string
+	hasActor bool
 	hasOrgID bool
 
 	// Metadata is kept as layers, one per SetMetadata call: md holds this
 	// call's pairs and mdParent the nearest ancestor with pairs of its own.
 	// Merging waits until someone reads the metadata.
 	md       []kv
-	mdInline [4]kv
 	mdParent *auditCtx
 	mdCount  int // pairs in this layer and all its ancestors, an upper bound on the merged size
 
@@ -35,6 +34,19 @@ type auditCtx struct {
 }
 
 type kv struct{ k, v string }
+
+// SetMetadata allocates its pairs together with the context when there
+// are few of them; these wrap an auditCtx with room for them.
+type (
+	auditCtx2 struct {
+		auditCtx
+		pairs [2]kv
+	}
+	auditCtx4 struct {
+		auditCtx
+		pairs [4]kv
+	}
+)
 
 // mdCache holds the merged metadata of an auditCtx, and that map redacted
 // by the policy of the Logger that read it last, with the result of
@@ -71,19 +83,26 @@ func stateOf(ctx context.Context) *auditCtx {
 	return s
 }
 
-// derive returns a new auditCtx over parent that starts with the state ctx
-// carries.
+// derive returns a new auditCtx over parent that starts with the state
+// parent carries.
 func derive(parent context.Context) *auditCtx {
+	c := &auditCtx{}
+	c.init(parent)
+	return c
+}
+
+// init makes the zero c a context over parent that starts with the state
+// parent carries.
+func (c *auditCtx) init(parent context.Context) {
 	if parent == nil {
 		panic("audit: cannot derive a context from a nil parent")
 	}
-	c := &auditCtx{Context: parent}
+	c.Context = parent
 	if s := stateOf(parent); s != nil {
 		c.actor, c.hasActor = s.actor, s.hasActor
 		c.orgID, c.hasOrgID = s.orgID, s.hasOrgID
 		c.mdParent, c.mdCount = s.metadataLayer(), s.mdCount
 	}
-	return c
 }
 
 // metadataLayer returns the nearest auditCtx, c or an ancestor, that holds
@@ -125,12 +144,20 @@ func SetMetadata(ctx context.Context, md map[string]string) context.Context {
 		}
 		return ctx
 	}
-	c := derive(ctx)
-	if len(md) <= len(c.mdInline) {
-		c.md = c.mdInline[:0]
-	} else {
-		c.md = make([]kv, 0, len(md))
+	var c *auditCtx
+	switch n := len(md); {
+	case n <= 2:
+		w := &auditCtx2{}
+		w.md = w.pairs[:0]
+		c = &w.auditCtx
+	case n <= 4:
+		w := &auditCtx4{}
+		w.md = w.pairs[:0]
+		c = &w.auditCtx
+	default:
+		c = &auditCtx{md: make([]kv, 0, n)}
 	}
+	c.init(ctx)
 	for k, v := range md {
 		c.md = append(c.md, kv{k, v})
 	}
