@@ -71,8 +71,8 @@
 // newRepo is called once per subtest, and some subtests call it once per
 // case; it must return a repository that holds no logs. Against a
 // database that is typically a new schema, or emptied tables, per call.
-// The kit uses only the three methods of audit.Repository and creates at
-// most about two thousand logs in one repository. SkipLarge leaves out the
+// The kit uses only the three methods of audit.Repository and stores at
+// most 1,500 logs in one repository. SkipLarge leaves out the
 // largest cases for quick local runs; Parallel runs the subtests in
 // parallel when the repositories newRepo returns share nothing.
 package audittest
