@@ -61,7 +61,8 @@ func (p *project) target() audit.Target {
 // commit — which stores the audit log — then apply. When commit fails the
 // change is not applied: a change and its audit log are kept together or
 // not at all, as they would be if both were written in one database
-// transaction.
+// transaction. The lock is held while the log is stored, so changes wait
+// for one another; that is the price of the guarantee without a database.
 type projectStore struct {
 	mu   sync.Mutex
 	byID map[string]*project
