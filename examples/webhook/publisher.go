@@ -322,14 +322,11 @@ func (p *Publisher) deliver(ctx context.Context, ep *endpoint, id string, body [
 		if n == p.retry.Attempts {
 			return fail(res.err)
 		}
-		if err := ctx.Err(); err != nil {
-			return fail(res.err)
-		}
 		if err := sleep(ctx, p.retry.delay(n, res.retryAfter)); err != nil {
 			return fail(fmt.Errorf("%w; stopped retrying: %w", res.err, err))
 		}
 		if ep.disabled.Load() {
-			// Another delivery learnt meanwhile that the endpoint is gone.
+			// Another delivery learned meanwhile that the endpoint is gone.
 			return fail(ErrGone)
 		}
 	}
