@@ -18,7 +18,7 @@ import (
 // is stored or none is. A log whose ID is already stored, or repeated in
 // logs, fails the whole batch with an error wrapping
 // audit.ErrAlreadyExists. Like Create, it does not modify or retain logs.
-// A cancelled ctx aborts the COPY, and nothing is stored.
+// A canceled ctx aborts the COPY, and nothing is stored.
 func (r *Repository) CreateBatch(ctx context.Context, logs []*audit.Log) error {
 	rows := make([]row, len(logs))
 	ids := make(map[string]struct{}, len(logs))

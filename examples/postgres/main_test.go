@@ -29,6 +29,7 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	runAtExit()
 	if testPool != nil {
 		testPool.Close()
 	}

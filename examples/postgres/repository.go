@@ -189,7 +189,13 @@ func (r *Repository) List(ctx context.Context, filter audit.Filter) ([]audit.Log
 	if !ok {
 		return nil, nil
 	}
-	rows, err := r.pool.Query(ctx, sql, args...)
+	// Plan each List for its own values, never with a generic plan of a
+	// prepared statement: the best index depends on the values (a small
+	// org is best read through the org index, a big one may be read in
+	// time order), and a generic plan, made once for an average org, can
+	// scan a large part of the table for a small one. Planning costs a
+	// few tens of microseconds.
+	rows, err := r.pool.Query(ctx, sql, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres audit: list: %w", err)
 	}
@@ -258,13 +264,18 @@ func (r *Repository) listQuery(f audit.Filter) (sql string, args []any, ok bool,
 			cond("created_at >= $%d", since)
 		}
 	}
+	// Until and the cursor both bound the page from above; only the
+	// tighter one goes into the query. With both, PostgreSQL would start
+	// the index scan at the row comparison and skip, one by one, the
+	// entries between it and Until.
+	var until time.Time
 	if !f.Until.IsZero() {
-		until := ceilMicro(f.Until)
+		until = ceilMicro(f.Until)
 		if !until.After(minTime) {
 			return "", nil, false, nil
 		}
-		if until.Before(maxTime) {
-			cond("created_at < $%d", until)
+		if !until.Before(maxTime) {
+			until = time.Time{}
 		}
 	}
 	if f.Cursor != "" {
@@ -275,9 +286,16 @@ func (r *Repository) listQuery(f audit.Filter) (sql string, args []any, ok bool,
 		if t.Before(minTime) {
 			return "", nil, false, nil // nothing is older
 		}
-		if t.Before(maxTime) {
+		// (created_at, id) < (t, id) implies created_at <= t, so Until
+		// adds nothing if it is after t; if it is not, every log before
+		// Until comes after the cursor.
+		if until.IsZero() || t.Before(until) {
 			cond("(created_at, id) < ($%d, $%d)", t, id)
+			until = time.Time{}
 		}
+	}
+	if !until.IsZero() {
+		cond("created_at < $%d", until)
 	}
 	args = append(args, f.PageSize())
 	b.WriteString(" ORDER BY created_at DESC, id DESC LIMIT $" + strconv.Itoa(len(args)))

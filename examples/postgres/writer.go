@@ -23,7 +23,7 @@ import (
 // RETURNING tells each caller its own outcome: a row whose id is not
 // returned was a duplicate. If the statement fails as a whole (the server
 // rejected some row), nothing of it was committed, and each row is retried
-// alone so that one bad log does not fail its neighbours.
+// alone so that one bad log does not fail its neighbors.
 
 // uniqueViolation is the SQLSTATE of a duplicate key.
 const uniqueViolation = "23505"
@@ -55,7 +55,7 @@ type request struct {
 // written, Create returns ctx's error at once but the batch goes on: the
 // log may be committed, and a retry with the same ID then fails with
 // audit.ErrAlreadyExists. Callers that must know, like audit.Logger,
-// store with a context that is not cancelled with the request.
+// store with a context that is not canceled with the request.
 func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	rw, err := newRow(log)
 	if err != nil {

@@ -112,7 +112,7 @@ func TestFlushIsolatesFailures(t *testing.T) {
 	}
 	for _, id := range []string{"good-1", "good-2"} {
 		if _, err := r.GetByID(ctx, id); err != nil {
-			t.Errorf("GetByID(%s): %v; want the neighbours of a bad log stored", id, err)
+			t.Errorf("GetByID(%s): %v; want the neighbors of a bad log stored", id, err)
 		}
 	}
 	if _, err := r.GetByID(ctx, "bad"); !errors.Is(err, audit.ErrNotFound) {
@@ -120,10 +120,10 @@ func TestFlushIsolatesFailures(t *testing.T) {
 	}
 }
 
-// TestCreateCancelled cancels one Create whose log waits for a batch, and
+// TestCreateCanceled cancels one Create whose log waits for a batch, and
 // one whose batch is being written: the first log is never written, the
 // second is committed anyway.
-func TestCreateCancelled(t *testing.T) {
+func TestCreateCanceled(t *testing.T) {
 	t.Parallel()
 	r, schema := newRepo(t)
 	ctx := context.Background()
@@ -259,6 +259,7 @@ func TestNewRepositoryPanics(t *testing.T) {
 		{"writers 0", func() { NewRepository(p, WithWriters(0)) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			defer func() {
 				if recover() == nil {
 					t.Error("got no panic, want one")

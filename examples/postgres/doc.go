@@ -1,0 +1,62 @@
+// Package postgres is an audit.Repository on PostgreSQL, written to be
+// copied into a service: migrations, an append-only table, keyset
+// pagination in SQL, group commit for throughput, COPY for bulk imports and
+// an explicit retention path.
+//
+// # Wiring
+//
+// At start-up, migrate, then make the Repository and the Logger; at
+// shutdown, close them in the opposite order:
+//
+//	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+//	...
+//	if err := postgres.Migrate(ctx, pool, ""); err != nil { ... }
+//	repo := postgres.NewRepository(pool)
+//	logger := audit.NewLogger(repo, audit.WithSource("frontier"))
+//	...
+//	logger.Close(ctx)
+//	repo.Close()
+//	pool.Close()
+//
+// # Schema
+//
+// Migrate creates the audit_logs table in a schema (by default the first
+// of the search_path). Every field that Filter matches exactly is a column
+// of its own (actor and target flattened into actor_id, actor_type, ...),
+// so it is typed, compared with plain equality and indexable with a
+// btree; metadata, free-form, is jsonb and matched with @> through a GIN
+// index (jsonb_path_ops). Identifiers use the "C" collation, so that
+// PostgreSQL orders IDs bytewise, as Go compares strings and as cursors
+// expect. CreatedAt is a timestamptz, stored in UTC truncated to
+// microseconds.
+//
+// Indexes: the primary key on id; (org_id, created_at DESC, id DESC) for
+// one org's logs, newest first, and its keyset pages; (created_at DESC,
+// id DESC) for services without tenants, listing across orgs and
+// retention; and the GIN index on metadata.
+//
+// # Append-only and retention
+//
+// A statement trigger rejects UPDATE, DELETE and TRUNCATE of audit_logs,
+// whoever runs them, with SQLSTATE 42501 (insufficient_privilege). Logs
+// leave the table only through Purge, which calls the audit_logs_purge
+// function: the function lifts the guard for DELETE within its own
+// transaction, and deletes logs older than a cutoff, oldest first, in
+// chunks. See Purge for the roles and grants that keep the service itself
+// from deleting anything.
+//
+// # Group commit
+//
+// A COMMIT waits for the write-ahead log to reach the disk, so one INSERT
+// per log spends most of its time waiting for fsync. Create instead hands
+// its log to a writer goroutine and waits: the writer writes all the logs
+// waiting at that moment with one INSERT ... SELECT FROM unnest(...) and
+// one commit, and tells each caller its own outcome. See Create for what
+// callers can rely on, and CreateBatch for imports.
+//
+// # Lists
+//
+// List turns every Filter field into SQL, pages by keyset (never OFFSET),
+// and is planned for each call's values, so that a page is a short range
+// scan of one index whatever the size of the table.
+package postgres
