@@ -121,9 +121,10 @@ func WithHTTPClient(c *http.Client) Option {
 	return func(cfg *config) { cfg.client, cfg.clientSet = c, true }
 }
 
-// WithAttemptTimeout bounds each attempt: from sending the request to
-// reading the response's status and headers. It must be more than 0; the
-// default is DefaultAttemptTimeout.
+// WithAttemptTimeout bounds each attempt, from sending the request until
+// the response, and what is read of its body, has arrived; the time spent
+// waiting for a free request (see WithMaxConcurrency) is not counted. It
+// must be more than 0; the default is DefaultAttemptTimeout.
 func WithAttemptTimeout(d time.Duration) Option {
 	return func(cfg *config) { cfg.timeout = d }
 }
