@@ -149,7 +149,7 @@ var cases = []testCase{
 	},
 	{
 		name:  "PaginationLarge",
-		rule:  "a keyset walk returns every match exactly once, in order, also over more than audit.MaxLimit logs with many equal CreatedAt",
+		rule:  "a keyset walk returns every match exactly once, in order, also over more than audit.MaxLimit logs with many equal CreatedAt, and while newer logs are written",
 		large: true,
 		check: checkPaginationLarge,
 	},

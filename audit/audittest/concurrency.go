@@ -29,7 +29,7 @@ func checkContextDone(t *testing.T, k *kit) {
 		{"canceled", canceled},
 		{"past its deadline", expired},
 	} {
-		l := g.log(g.id("ctx-new-"), at(10, 0))
+		l := newLog(g.id("ctx-new-"), at(10, 0))
 		if err := c.ctx.Err(); err == nil {
 			t.Fatalf("audittest: the %s context is not done; the case is wrong", c.name)
 		}

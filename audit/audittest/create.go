@@ -11,23 +11,21 @@ import (
 	"github.com/raystack/salt/audit"
 )
 
+// namedLog is a log made for one case, and the case's name.
+type namedLog struct {
+	name string
+	log  audit.Log
+}
+
 // invalidLogs returns logs that Validate rejects, each named for why: a
 // required field missing, and every string field over its bound, with
 // invalid UTF-8 and with a NUL byte; the metadata bounds likewise.
-func invalidLogs(g *gen) []struct {
-	name string
-	log  audit.Log
-} {
-	type tc = struct {
-		name string
-		log  audit.Log
-	}
-	valid := func() audit.Log { return g.log(g.id("invalid-"), at(0, 0)) }
-	var out []tc
+func invalidLogs(g *gen) []namedLog {
+	var out []namedLog
 	with := func(name string, change func(l *audit.Log)) {
-		l := valid()
+		l := newLog(g.id("invalid-"), at(0, 0))
 		change(&l)
-		out = append(out, tc{name, l})
+		out = append(out, namedLog{name, l})
 	}
 	for _, f := range fields {
 		if f.required {
@@ -80,9 +78,8 @@ func checkCreateValidates(t *testing.T, k *kit) {
 
 func checkCreateRejectsDuplicateID(t *testing.T, k *kit) {
 	t.Helper()
-	g := newGen(2)
 	repo := k.mustRepo(t)
-	first := g.log("dup-Id", at(10, 300))
+	first := newLog("dup-Id", at(10, 300))
 	first.OrgID = "org-a"
 	all := k.mustCreate(t, repo, first)
 
@@ -107,7 +104,7 @@ func checkCreateRejectsDuplicateID(t *testing.T, k *kit) {
 	// collation or a normalization would say.
 	var others []audit.Log
 	for _, id := range []string{"dup-id", "DUP-ID", "dup-Id ", " dup-Id", "dup-\u0130d", "dup-I\u0307d"} {
-		others = append(others, g.log(id, at(10, 300)))
+		others = append(others, newLog(id, at(10, 300)))
 	}
 	for _, l := range others {
 		if err := repo.Create(bg, &l); err != nil {
@@ -155,9 +152,8 @@ func mutateLog(l *audit.Log) {
 
 func checkCreateCopiesLog(t *testing.T, k *kit) {
 	t.Helper()
-	g := newGen(3)
 	repo := k.mustRepo(t)
-	l := g.log("copied", at(20, 789).In(zoneWest))
+	l := newLog("copied", at(20, 789).In(zoneWest))
 	l.OrgID = "org-a"
 	l.Metadata = map[string]string{"request_id": "r-1", "ip": "192.0.2.1", "outcome": audit.OutcomeSuccess}
 	before := l
@@ -223,10 +219,9 @@ func checkGetByIDUnknown(t *testing.T, k *kit) {
 	_, err := repo.GetByID(bg, "log-1")
 	k.checkErrorIs(t, `GetByID("log-1") on an empty repository`, err, audit.ErrNotFound)
 
-	g := newGen(5)
 	var logs []audit.Log
 	for i, id := range []string{"log-1", "Log-2", "caf\u00e9", "\u65e5\u672c"} {
-		logs = append(logs, g.log(id, at(i, 0)))
+		logs = append(logs, newLog(id, at(i, 0)))
 	}
 	k.mustCreate(t, repo, logs...)
 	for _, id := range []string{
@@ -243,7 +238,7 @@ func checkGetByIDUnknown(t *testing.T, k *kit) {
 // roundTripLogs returns logs that exercise every field: Unicode, sizes at
 // every bound, metadata nil, empty and with empty values, and times in
 // other zones, before 1970 and near the end of year 9999.
-func roundTripLogs(g *gen) []audit.Log {
+func roundTripLogs() []audit.Log {
 	full := audit.Log{
 		ID:     "round-trip-full",
 		OrgID:  "org-42",
@@ -290,7 +285,7 @@ func roundTripLogs(g *gen) []audit.Log {
 
 	logs := []audit.Log{full, unicode, largest, minimal}
 	add := func(id string, createdAt time.Time, change func(l *audit.Log)) {
-		l := g.log(id, createdAt)
+		l := newLog(id, createdAt)
 		if change != nil {
 			change(&l)
 		}
@@ -310,7 +305,7 @@ func roundTripLogs(g *gen) []audit.Log {
 func checkRoundTrip(t *testing.T, k *kit) {
 	t.Helper()
 	repo := k.mustRepo(t)
-	logs := roundTripLogs(newGen(6))
+	logs := roundTripLogs()
 	all := k.mustCreate(t, repo, logs...)
 	for _, want := range all {
 		got, err := repo.GetByID(bg, want.ID)

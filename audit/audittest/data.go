@@ -59,8 +59,8 @@ func (g *gen) id(prefix string) string {
 // a repository must truncate away.
 func (g *gen) ns() int { return g.rng.IntN(1000) }
 
-// log returns a valid log with the given ID and CreatedAt.
-func (g *gen) log(id string, createdAt time.Time) audit.Log {
+// newLog returns a valid log with the given ID and CreatedAt.
+func newLog(id string, createdAt time.Time) audit.Log {
 	return audit.Log{
 		ID:        id,
 		Source:    "audittest",
@@ -78,7 +78,7 @@ func (g *gen) log(id string, createdAt time.Time) audit.Log {
 func (g *gen) logs(n int, prefix string, when func(i int) time.Time, shape func(i int, l *audit.Log)) []audit.Log {
 	out := make([]audit.Log, n)
 	for i := range out {
-		out[i] = g.log(g.id(prefix), when(i))
+		out[i] = newLog(g.id(prefix), when(i))
 		if shape != nil {
 			shape(i, &out[i])
 		}

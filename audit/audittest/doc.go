@@ -51,7 +51,7 @@
 //     every match exactly once, in order, with full pages until a short
 //     last one; cursors are positions, valid whether or not a log is
 //     stored there. PaginationLarge walks more than audit.MaxLimit logs
-//     that share few timestamps.
+//     that share few timestamps, also while newer logs are written.
 //   - PaginationWhileWriting: a walk neither repeats nor skips a log while
 //     newer logs are written, between its pages and concurrently.
 //   - TenantIsolation: with Filter.OrgID set, no other org's log is ever

@@ -54,9 +54,9 @@ func checkListTieBreak(t *testing.T, k *kit) {
 	var logs []audit.Log
 	for rank, id := range sorted {
 		ns := 999 - rank*999/len(sorted)
-		logs = append(logs, g.log(id, at(50, ns)), g.log(id+"@40", at(40, ns).In(zoneEast)))
+		logs = append(logs, newLog(id, at(50, ns)), newLog(id+"@40", at(40, ns).In(zoneEast)))
 	}
-	logs = append(logs, g.log("newer", at(51, 0)), g.log("older", at(39, 999)))
+	logs = append(logs, newLog("newer", at(51, 0)), newLog("older", at(39, 999)))
 	g.shuffle(logs)
 
 	repo := k.mustRepo(t)

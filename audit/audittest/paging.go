@@ -88,18 +88,26 @@ func checkPaginationLarge(t *testing.T, k *kit) {
 	} {
 		k.checkWalk(t, repo, f, all)
 	}
+	k.checkWalkWhileWriting(t, repo, audit.Filter{Limit: audit.DefaultLimit}, all, at(39, 0))
 }
 
 func checkPaginationWhileWriting(t *testing.T, k *kit) {
 	t.Helper()
 	g := newGen(22)
-	// 50 microseconds of six logs each; IDs start with "p".
-	existing := g.logs(300, "p", func(i int) time.Time { return at(i/6, g.ns()) }, nil)
+	// 50 microseconds of six logs each.
+	logs := g.logs(300, "p", func(i int) time.Time { return at(i/6, g.ns()) }, nil)
 	repo := k.mustRepo(t)
-	initial := k.mustCreate(t, repo, existing...)
-	all := slices.Clone(initial)
-	newest := at(49, 0)
+	all := k.mustCreate(t, repo, logs...)
+	k.checkWalkWhileWriting(t, repo, audit.Filter{Limit: 20}, all, at(49, 0))
+}
 
+// checkWalkWhileWriting walks f over repo, which holds initial, while
+// logs newer than any of initial are being written, and checks that the
+// walk returns exactly what f selects from initial, each once, in order.
+// Afterwards, a walk must see every log. newest is the CreatedAt of the
+// newest log of initial, whose IDs must sort below "w".
+func (k *kit) checkWalkWhileWriting(t *testing.T, repo audit.Repository, f audit.Filter, initial []audit.Log, newest time.Time) {
+	t.Helper()
 	// Writers store logs newer than every existing one, half of them in
 	// the newest existing microsecond with IDs ("w…") that sort above the
 	// existing ones there. They start once the walk has its first page.
@@ -117,7 +125,7 @@ func checkPaginationWhileWriting(t *testing.T, k *kit) {
 			if i%2 == 0 {
 				createdAt = newest.Add(999)
 			}
-			logs = append(logs, g.log(fmt.Sprintf("w%d-%03d", w, i), createdAt))
+			logs = append(logs, newLog(fmt.Sprintf("w%d-%03d", w, i), createdAt))
 		}
 		wg.Add(1)
 		go func() {
@@ -143,12 +151,13 @@ func checkPaginationWhileWriting(t *testing.T, k *kit) {
 	// Besides the free-running writers, one newer log is stored between
 	// any two pages, so that every page after the first is asked for
 	// after the listing changed.
-	f := audit.Filter{Limit: 20}
+	want := matching(initial, f)
+	limit := f.PageSize()
 	what := "walking List(" + fmtFilter(f) + ") while newer logs are written"
-	var got []audit.Log
+	var got, between []audit.Log
 	for n := 1; ; n++ {
-		if n > len(initial)/f.Limit+2 {
-			t.Errorf("%s: got %d pages and more, want %d: %s", what, n-1, len(initial)/f.Limit+1, k.rule)
+		if n > len(want)/limit+2 {
+			t.Errorf("%s: got %d pages and more, want %d: %s", what, n-1, len(want)/limit+1, k.rule)
 			break
 		}
 		page, err := repo.List(bg, f)
@@ -157,24 +166,24 @@ func checkPaginationWhileWriting(t *testing.T, k *kit) {
 			break
 		}
 		got = append(got, page...)
-		if len(page) < f.PageSize() {
+		if len(page) < limit {
 			break
 		}
 		release()
-		between := g.log(fmt.Sprintf("x-%03d", n), newest.Add(time.Duration(100+n)*time.Microsecond))
-		all = append(all, k.mustCreate(t, repo, between)...)
+		l := newLog(fmt.Sprintf("x-%03d", n), newest.Add(time.Duration(100+n)*time.Microsecond))
+		between = append(between, k.mustCreate(t, repo, l)...)
 		f.Cursor = audit.NextCursor(page)
 	}
 	release()
 	wg.Wait()
-	k.checkLogs(t, what, got, matching(initial, audit.Filter{}))
+	if !k.checkLogs(t, what, got, want) {
+		return
+	}
 
 	// Afterwards, a walk sees everything: the existing logs and all that
 	// was written meanwhile.
-	mu.Lock()
-	all = append(all, written...)
-	mu.Unlock()
-	k.checkWalk(t, repo, audit.Filter{Limit: 50}, all)
+	all := slices.Concat(initial, between, written)
+	k.checkWalk(t, repo, audit.Filter{Limit: audit.MaxLimit}, all)
 }
 
 // malformedCursors returns strings that are not cursors, and variants of
