@@ -89,10 +89,10 @@ var failedCase = regexp.MustCompile(`(?m)^    --- FAIL: TestFaultyRepository/(\w
 // wanted. The kit takes a *testing.T, whose failure cannot be observed
 // from the same test, so each runs in a child process.
 func TestKitCatchesFaults(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs the kit once per fault, in child processes")
 	}
-	t.Parallel()
 	for _, tt := range []struct {
 		fault fault
 		fails []string // cases that must fail, at least
