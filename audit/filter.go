@@ -222,7 +222,7 @@ func decodeCursor(s string) (position, error) {
 	if len(s) > maxCursorLen {
 		return position{}, invalidFilter("cursor", "is malformed")
 	}
-	buf, err := base64.RawURLEncoding.DecodeString(s)
+	buf, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || len(buf) < cursorOverhead+1 || buf[0] != cursorVersion {
 		return position{}, invalidFilter("cursor", "is malformed")
 	}

@@ -100,8 +100,10 @@ func (l Log) Clone() Log {
 // Validate reports whether l can be stored. The error it returns wraps
 // ErrInvalidLog and is a *ValidationError naming the first offending field.
 //
-// ID, Source, Action, Actor.Type and a non-zero CreatedAt are required. Every
-// string must be valid UTF-8 without NUL bytes, and within the Max* bounds.
+// ID, Source, Action, Actor.Type and a CreatedAt are required; CreatedAt
+// must fall in the years 1 to 9999 and not be the zero time once truncated
+// to microseconds. Every string must be valid UTF-8 without NUL bytes, and
+// within the Max* bounds.
 func (l *Log) Validate() error {
 	if err := l.validateFields(); err != nil {
 		return err
@@ -138,8 +140,13 @@ func (l *Log) validateFields() error {
 			return err
 		}
 	}
-	if l.CreatedAt.IsZero() {
+	// What is stored is the time in UTC at microsecond precision, and it
+	// must survive the JSON wire format, which holds years 1 to 9999 only.
+	switch t := normalizeTime(l.CreatedAt); {
+	case t.IsZero():
 		return invalidLog("created_at", "is required")
+	case t.Year() < 1 || t.Year() > 9999:
+		return invalidLog("created_at", "is outside the years 1 to 9999")
 	}
 	return nil
 }

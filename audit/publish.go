@@ -112,8 +112,8 @@ func PublishQueueSize(n int) PublishOption {
 }
 
 // BlockWhenFull makes Logger.Log wait for room in the publisher's queue,
-// until Log's context ends, instead of dropping the log from publishing
-// at once. Either way the log is stored first, and a log that is not
+// until Log's context ends or Close is called, instead of dropping the log
+// from publishing at once. Either way the log is stored first, and a log that is not
 // queued is counted and reported.
 func BlockWhenFull() PublishOption {
 	return func(p *publisher) { p.block = true }
@@ -124,7 +124,9 @@ func BlockWhenFull() PublishOption {
 // queue of its own and p's own goroutines. A slow, failing or panicking
 // publisher never fails Logger.Log and does not hold up other publishers.
 //
-// A Logger with publishers runs goroutines until Close is called.
+// A queued log keeps the values of the context it was written with, which
+// Publish receives, until it is published. A Logger with publishers runs
+// goroutines until Close is called.
 func WithPublisher(p Publisher, opts ...PublishOption) Option {
 	return func(lg *Logger) {
 		if p == nil {
@@ -176,7 +178,17 @@ type publisher struct {
 	queueSize int
 	block     bool
 
-	queue chan queued
+	queue                                chan queued
+	enqueued, delivered, failed, dropped atomic.Uint64
+}
+
+func (p *publisher) stats() PublishStats {
+	return PublishStats{
+		Enqueued:  p.enqueued.Load(),
+		Delivered: p.delivered.Load(),
+		Failed:    p.failed.Load(),
+		Dropped:   p.dropped.Load(),
+	}
 }
 
 // queued is a stored log waiting for a publisher, with the context it was
@@ -207,15 +219,16 @@ func matchAny(patterns []string, action string) bool {
 
 // publishing is the publishing state of a Logger.
 type publishing struct {
-	mu     sync.RWMutex // held for reading while queueing, for writing by Close
-	closed bool
+	mu        sync.RWMutex // held for reading while queueing, for writing by Close
+	closed    bool
+	closing   chan struct{} // closed when Close starts, to free Logs waiting for room
+	closeOnce sync.Once
 
 	life    context.Context // the context of every Publish call; canceled when Close gives up
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
 
-	enqueued, delivered, failed, dropped atomic.Uint64
-	lost                                 atomic.Uint64 // not published because Close gave up
+	lost atomic.Uint64 // not published because Close gave up
 }
 
 // startPublishing starts the goroutines of every publisher.
@@ -224,6 +237,7 @@ func (lg *Logger) startPublishing() {
 		return
 	}
 	lg.pub.life, lg.pub.cancel = context.WithCancel(context.Background())
+	lg.pub.closing = make(chan struct{})
 	for _, p := range lg.pubs {
 		p.queue = make(chan queued, p.queueSize)
 		for range p.workers {
@@ -250,7 +264,7 @@ func (lg *Logger) publish(ctx context.Context, stored *Log) {
 		item := queued{ctx: ctx, log: l}
 		select {
 		case p.queue <- item:
-			ps.enqueued.Add(1)
+			p.enqueued.Add(1)
 			continue
 		default:
 		}
@@ -260,15 +274,17 @@ func (lg *Logger) publish(ctx context.Context, stored *Log) {
 		}
 		select {
 		case p.queue <- item:
-			ps.enqueued.Add(1)
+			p.enqueued.Add(1)
 		case <-ctx.Done():
 			lg.drop(p, l, fmt.Errorf("%w: %w", ErrQueueFull, context.Cause(ctx)))
+		case <-ps.closing:
+			lg.drop(p, l, ErrClosed)
 		}
 	}
 }
 
 func (lg *Logger) drop(p *publisher, l Log, err error) {
-	lg.pub.dropped.Add(1)
+	p.dropped.Add(1)
 	lg.onError(&PublishError{Publisher: p.name, Log: l, Err: err})
 }
 
@@ -284,14 +300,14 @@ func (lg *Logger) work(p *publisher) {
 		}
 		err := callPublish(publishCtx{Context: lg.pub.life, values: context.WithoutCancel(item.ctx)}, p, item.log)
 		if err != nil {
-			lg.pub.failed.Add(1)
+			p.failed.Add(1)
 			if lg.pub.life.Err() != nil {
 				lg.pub.lost.Add(1) // cut short by Close
 			}
 			lg.onError(&PublishError{Publisher: p.name, Log: item.log, Err: err})
 			continue
 		}
-		lg.pub.delivered.Add(1)
+		p.delivered.Add(1)
 	}
 }
 
@@ -319,14 +335,33 @@ func (c publishCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// Stats returns what the Logger's publishers have done so far.
+// Stats returns what the Logger's publishers have done so far, summed
+// over all of them.
 func (lg *Logger) Stats() PublishStats {
-	return PublishStats{
-		Enqueued:  lg.pub.enqueued.Load(),
-		Delivered: lg.pub.delivered.Load(),
-		Failed:    lg.pub.failed.Load(),
-		Dropped:   lg.pub.dropped.Load(),
+	var total PublishStats
+	for _, p := range lg.pubs {
+		total.add(p.stats())
 	}
+	return total
+}
+
+func (s *PublishStats) add(o PublishStats) {
+	s.Enqueued += o.Enqueued
+	s.Delivered += o.Delivered
+	s.Failed += o.Failed
+	s.Dropped += o.Dropped
+}
+
+// PublisherStats returns what each publisher has done so far, by the name
+// given with PublishName (or "publisher-N").
+func (lg *Logger) PublisherStats() map[string]PublishStats {
+	m := make(map[string]PublishStats, len(lg.pubs))
+	for _, p := range lg.pubs {
+		s := m[p.name] // publishers may share a name; their counts add up
+		s.add(p.stats())
+		m[p.name] = s
+	}
+	return m
 }
 
 // Close stops publishing: it stops queueing logs, waits until the
@@ -342,6 +377,11 @@ func (lg *Logger) Stats() PublishStats {
 // without publishers, does nothing.
 func (lg *Logger) Close(ctx context.Context) error {
 	ps := &lg.pub
+	ps.closeOnce.Do(func() {
+		if ps.closing != nil {
+			close(ps.closing)
+		}
+	})
 	ps.mu.Lock()
 	if ps.closed || len(lg.pubs) == 0 {
 		ps.closed = true

@@ -180,6 +180,13 @@ func TestPublishFailuresAreIsolated(t *testing.T) {
 	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 3 * n, Delivered: n, Failed: 2 * n}); got != want {
 		t.Errorf("got stats %+v, want %+v", got, want)
 	}
+	byName := lg.PublisherStats()
+	if got, want := byName["bus"], (audit.PublishStats{Enqueued: n, Failed: n}); got != want {
+		t.Errorf("got bus stats %+v, want %+v", got, want)
+	}
+	if got, want := byName["publisher-3"], (audit.PublishStats{Enqueued: n, Delivered: n}); got != want {
+		t.Errorf("got stats %+v for the unnamed publisher, want %+v", got, want)
+	}
 }
 
 func TestPublishSlowPublisherDoesNotBlock(t *testing.T) {
@@ -258,6 +265,69 @@ func TestPublishBlockWhenFull(t *testing.T) {
 	}
 	close(release)
 	mustClose(t, lg)
+}
+
+func TestPublishCloseFreesBlockedLogs(t *testing.T) {
+	// A publisher that never takes a log, a full queue, and a Log waiting
+	// for room with a context that never ends: Close must still finish,
+	// and the waiting Log return.
+	seen := &errorsSeen{}
+	taken := make(chan struct{})
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, _ audit.Log) error {
+			close(taken)
+			<-ctx.Done()
+			return ctx.Err()
+		}), audit.PublishQueueSize(1), audit.BlockWhenFull(), audit.PublishName("stuck")),
+		audit.WithErrorHandler(seen.handle),
+	)
+	for range 2 { // one taken by the publisher, one in the queue
+		if err := lg.Log(userCtx, "app.x", audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+		if len(seen.all()) > 0 {
+			t.Fatal("a log was dropped before the queue was full")
+		}
+	}
+	<-taken
+	blocked := make(chan error)
+	go func() { blocked <- lg.Log(userCtx, "app.blocked", audit.Target{}) }()
+	time.Sleep(20 * time.Millisecond) // let it reach the full queue; Close frees it either way
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	closeErr := make(chan error, 1)
+	go func() { closeErr <- lg.Close(ctx) }()
+	select {
+	case err := <-closeErr:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("got %v, want DeadlineExceeded from a publisher that never delivers", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs while a Log waits for room in the queue")
+	}
+	select {
+	case err := <-blocked:
+		if err != nil {
+			t.Errorf("the blocked Log failed: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close left a Log blocked")
+	}
+	checkNoPublishGoroutines(t)
+	st := lg.PublisherStats()["stuck"]
+	if st.Enqueued != 2 || st.Failed+st.Dropped != 3 {
+		t.Errorf("got %+v, want 2 queued and all 3 failed or dropped", st)
+	}
+	var closed int
+	for _, e := range seen.all() {
+		if errors.Is(e, audit.ErrClosed) && e.Log.Action == "app.blocked" {
+			closed++
+		}
+	}
+	if closed != 1 {
+		t.Errorf("got reports %v, want the blocked log reported with ErrClosed", seen.all())
+	}
 }
 
 func TestPublishCloseDrainsAndReports(t *testing.T) {
