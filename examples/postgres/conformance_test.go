@@ -12,6 +12,7 @@ import (
 // of its own.
 func TestConformance(t *testing.T) {
 	audittest.TestRepository(t, func(t *testing.T) audit.Repository {
+		t.Helper()
 		r, _ := newRepo(t)
 		return r
 	}, audittest.Parallel())

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -22,6 +21,7 @@ const (
 	DefaultMaxBatch     = 1000
 	DefaultWriters      = 1
 	DefaultWriteTimeout = 30 * time.Second
+	DefaultMaxWait      = 500 * time.Microsecond
 )
 
 // Repository is an audit.Repository that stores logs in the audit_logs
@@ -40,10 +40,12 @@ type Repository struct {
 	maxBatch     int
 	writers      int
 	writeTimeout time.Duration
+	maxWait      time.Duration
 
-	insertSQL string // the batch insert, see writer.go
-	selectSQL string // SELECT columns FROM table
-	getSQL    string
+	copySQL      string // the COPY of group commit, see writer.go
+	insertNewSQL string // the INSERT that skips stored IDs
+	selectSQL    string // SELECT columns FROM table
+	getSQL       string
 
 	reqs   chan *request
 	mu     sync.RWMutex // held for reading while sending to reqs
@@ -79,6 +81,17 @@ func WithWriters(n int) Option {
 	return func(r *Repository) { r.writers = n }
 }
 
+// WithMaxWait bounds how long a writer waits, after the first log of a
+// batch arrives, for more. It waits only while the batch is smaller than
+// the previous one: after a batch of n logs, the n callers are likely to
+// be back soon with their next logs, and one commit for all of them is
+// cheaper than one for the first few and another for the rest. A lone
+// caller never waits. A value <= 0 never waits. The default is
+// DefaultMaxWait.
+func WithMaxWait(d time.Duration) Option {
+	return func(r *Repository) { r.maxWait = d }
+}
+
 // WithWriteTimeout bounds how long group commit waits for one batch to be
 // written before it gives every log in it the error. A value <= 0 removes
 // the bound. The default is DefaultWriteTimeout.
@@ -101,6 +114,7 @@ func NewRepository(pool *pgxpool.Pool, opts ...Option) *Repository {
 		maxBatch:     DefaultMaxBatch,
 		writers:      DefaultWriters,
 		writeTimeout: DefaultWriteTimeout,
+		maxWait:      DefaultMaxWait,
 		quit:         make(chan struct{}),
 	}
 	for _, opt := range opts {
@@ -120,7 +134,8 @@ func NewRepository(pool *pgxpool.Pool, opts ...Option) *Repository {
 	cols := strings.Join(columns, ", ")
 	r.selectSQL = "SELECT " + cols + " FROM " + table
 	r.getSQL = r.selectSQL + " WHERE id = $1"
-	r.insertSQL = "INSERT INTO " + table + " (" + cols + ")" +
+	r.copySQL = copySQL(r.table)
+	r.insertNewSQL = "INSERT INTO " + table + " (" + cols + ")" +
 		" SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]," +
 		" $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]," +
 		" $11::jsonb[], $12::timestamptz[])" +
@@ -245,11 +260,7 @@ func (r *Repository) listQuery(f audit.Filter) (sql string, args []any, ok bool,
 		}
 	}
 	if len(f.Metadata) > 0 {
-		md, err := json.Marshal(f.Metadata)
-		if err != nil {
-			return "", nil, false, fmt.Errorf("%w: metadata: %w", audit.ErrInvalidFilter, err)
-		}
-		cond("metadata @> $%d", md)
+		cond("metadata @> $%d", appendJSONObject(nil, f.Metadata))
 	}
 	// Stored times are whole microseconds, so CreatedAt >= Since and
 	// CreatedAt < Until hold exactly when they hold for Since and Until

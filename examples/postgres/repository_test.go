@@ -13,53 +13,93 @@ import (
 	"github.com/raystack/salt/audit"
 )
 
+// roundTripLogs are logs at the edges of what a log may hold, with IDs
+// that start with prefix.
+func roundTripLogs(prefix string) []audit.Log {
+	logs := []audit.Log{makeLog("full"), makeLog("nil-md"), makeLog("empty-md"), makeLog("no-org"),
+		makeLog("ünïcode-🙂"), makeLog("zone"), makeLog("min-time"), makeLog("max-time"), makeLog("bounds")}
+	logs[1].Metadata = nil
+	logs[2].Metadata = map[string]string{}
+	logs[3].OrgID = ""
+	logs[4].Actor.Name = `Zoë "quoted" \ back <tag> & amp`
+	logs[4].Metadata = map[string]string{"k\"ey": "v\nal\tue \u2028 🙂 \x01\x7f", "html": "<script>&</script>", "empty": ""}
+	logs[5].CreatedAt = time.Date(2025, 1, 2, 3, 4, 5, 999999999, time.FixedZone("X", -7*3600))
+	logs[6].CreatedAt = time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC)
+	logs[7].CreatedAt = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+	long := func(n int) string { return strings.Repeat("é", n/2) }
+	logs[8] = audit.Log{
+		ID: "bounds" + strings.Repeat("x", audit.MaxIDLen-6-len(prefix)), OrgID: long(audit.MaxOrgIDLen),
+		Source: long(audit.MaxSourceLen), Action: long(audit.MaxActionLen),
+		Actor:     audit.Actor{ID: long(audit.MaxEntityIDLen), Type: long(audit.MaxEntityTypeLen), Name: long(audit.MaxEntityNameLen)},
+		Target:    audit.Target{ID: long(audit.MaxEntityIDLen), Type: long(audit.MaxEntityTypeLen), Name: long(audit.MaxEntityNameLen)},
+		Metadata:  map[string]string{},
+		CreatedAt: testTime,
+	}
+	for i := range audit.MaxMetadataKeys {
+		logs[8].Metadata[fmt.Sprintf("%03d", i)+long(audit.MaxMetadataKeyLen-3)] = long(audit.MaxMetadataValueLen)
+	}
+	for i := range logs {
+		logs[i].ID = prefix + logs[i].ID
+	}
+	return logs
+}
+
+// TestCreateGetRoundTrip stores edge-case logs in each of the ways a log
+// is written (a lone Create's INSERT, a group commit batch's COPY, and
+// CreateBatch) and reads them back.
 func TestCreateGetRoundTrip(t *testing.T) {
 	t.Parallel()
 	r, _ := newRepo(t)
 	ctx := context.Background()
-	for _, tt := range []struct {
-		name string
-		log  audit.Log
-	}{
-		{"full", makeLog("full")},
-		{"nil metadata", func() audit.Log { l := makeLog("nil-md"); l.Metadata = nil; return l }()},
-		{"empty metadata", func() audit.Log { l := makeLog("empty-md"); l.Metadata = map[string]string{}; return l }()},
-		{"not tenant scoped", func() audit.Log { l := makeLog("no-org"); l.OrgID = ""; return l }()},
-		{"unicode and escapes", func() audit.Log {
-			l := makeLog("ünïcode-🙂")
-			l.Actor.Name = `Zoë "quoted" \ back <tag> & amp`
-			l.Metadata = map[string]string{"k\"ey": "v\nal\tue \u2028 🙂", "html": "<script>&</script>"}
-			return l
-		}()},
-		{"nanoseconds and zone", func() audit.Log {
-			l := makeLog("zone")
-			l.CreatedAt = time.Date(2025, 1, 2, 3, 4, 5, 999999999, time.FixedZone("X", -7*3600))
-			return l
-		}()},
-		{"earliest storable", func() audit.Log { l := makeLog("min-time"); l.CreatedAt = minTime; return l }()},
-		{"latest storable", func() audit.Log {
-			l := makeLog("max-time")
-			l.CreatedAt = maxTime.Add(-time.Microsecond)
-			return l
-		}()},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			in := tt.log.Clone()
-			if err := r.Create(ctx, &tt.log); err != nil {
-				t.Fatalf("Create: %v", err)
-			}
-			if !reflect.DeepEqual(tt.log.Clone(), in.Clone()) {
-				t.Errorf("Create modified its argument: got %+v, want %+v", tt.log, in)
-			}
+
+	alone := roundTripLogs("alone-")
+	for i := range alone {
+		in := alone[i].Clone()
+		if err := r.Create(ctx, &alone[i]); err != nil {
+			t.Fatalf("Create(%s): %v", in.ID, err)
+		}
+		if !reflect.DeepEqual(alone[i].Clone(), in) {
+			t.Errorf("Create modified its argument: got %+v, want %+v", alone[i], in)
+		}
+	}
+
+	batch := roundTripLogs("batch-")
+	var reqs []*request
+	for i := range batch {
+		rw, err := newRow(&batch[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := &request{row: rw, tuple: appendCopyRow(nil, &rw), done: make(chan error, 1)}
+		req.state.Store(taken)
+		reqs = append(reqs, req)
+	}
+	r.flush(nil, reqs)
+	for i, req := range reqs {
+		if err := <-req.done; err != nil {
+			t.Fatalf("group commit of %s: %v", batch[i].ID, err)
+		}
+	}
+
+	imported := roundTripLogs("import-")
+	ptrs := make([]*audit.Log, len(imported))
+	for i := range imported {
+		ptrs[i] = &imported[i]
+	}
+	if err := r.CreateBatch(ctx, ptrs); err != nil {
+		t.Fatalf("CreateBatch: %v", err)
+	}
+
+	for _, logs := range [][]audit.Log{alone, batch, imported} {
+		for _, in := range logs {
 			got, err := r.GetByID(ctx, in.ID)
 			if err != nil {
-				t.Fatalf("GetByID: %v", err)
+				t.Fatalf("GetByID(%s): %v", in.ID, err)
 			}
 			want := in.Clone()
 			want.CreatedAt = in.CreatedAt.UTC().Truncate(time.Microsecond)
 			checkLog(t, got, want)
-		})
+		}
 	}
 }
 

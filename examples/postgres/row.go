@@ -20,7 +20,9 @@ var columns = []string{
 }
 
 // The range of timestamptz: 4713 BC to 294276 AD. Times outside it cannot
-// be stored, and the driver would not encode them faithfully.
+// be stored, and the driver would not encode them faithfully. Validate
+// keeps CreatedAt within years 1 to 9999; filters and cursors may hold any
+// time.
 var (
 	minTime = time.Date(-4712, time.November, 24, 0, 0, 0, 0, time.UTC)
 	maxTime = time.Date(294277, time.January, 1, 0, 0, 0, 0, time.UTC) // exclusive
@@ -46,18 +48,11 @@ func newRow(l *audit.Log) (row, error) {
 	if created.Before(minTime) || !created.Before(maxTime) {
 		return row{}, fmt.Errorf("%w: created_at %s is outside the range PostgreSQL stores", audit.ErrInvalidLog, created.Format(time.RFC3339))
 	}
-	md := []byte("{}")
-	if len(l.Metadata) > 0 {
-		var err error
-		if md, err = json.Marshal(l.Metadata); err != nil {
-			return row{}, fmt.Errorf("%w: metadata: %w", audit.ErrInvalidLog, err)
-		}
-	}
 	return row{
 		id: l.ID, orgID: l.OrgID, source: l.Source, action: l.Action,
 		actorID: l.Actor.ID, actorType: l.Actor.Type, actorName: l.Actor.Name,
 		targetID: l.Target.ID, targetType: l.Target.Type, targetName: l.Target.Name,
-		metadata:  md,
+		metadata:  appendJSONObject(nil, l.Metadata),
 		createdAt: created,
 	}, nil
 }
@@ -94,4 +89,52 @@ func scanLog(rows pgx.Row) (audit.Log, error) {
 		}
 	}
 	return l, nil
+}
+
+// appendJSONObject appends md to buf as a JSON object. Keys come in map
+// order: jsonb keeps its own. The strings must be valid UTF-8, as Validate
+// ensures.
+func appendJSONObject(buf []byte, md map[string]string) []byte {
+	buf = append(buf, '{')
+	first := true
+	for k, v := range md {
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = appendJSONString(buf, k)
+		buf = append(buf, ':')
+		buf = appendJSONString(buf, v)
+	}
+	return append(buf, '}')
+}
+
+// appendJSONString appends s to buf as a JSON string: quotes, backslashes
+// and control characters escaped, everything else as it is.
+func appendJSONString(buf []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		buf = append(buf, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			buf = append(buf, '\\', c)
+		case '\n':
+			buf = append(buf, '\\', 'n')
+		case '\r':
+			buf = append(buf, '\\', 'r')
+		case '\t':
+			buf = append(buf, '\\', 't')
+		default:
+			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
 }

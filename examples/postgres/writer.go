@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,15 +16,17 @@ import (
 // Group commit. Create hands its row to a writer goroutine through a
 // channel and waits for its own result. A writer takes the first row that
 // arrives and every other row already waiting, up to the batch size, and
-// writes them with one INSERT ... SELECT FROM unnest(...) ON CONFLICT (id)
-// DO NOTHING RETURNING id: one statement, one commit, one WAL flush for
-// the whole batch. The rows that arrive meanwhile make the next batch, so
-// batches grow with load and a lone Create waits for nobody.
+// writes them with one binary COPY: one statement, one commit, one WAL
+// flush for the whole batch, and the cheapest way PostgreSQL has to insert
+// rows. The rows that arrive meanwhile make the next batch, so batches
+// grow with load, and a lone Create waits for nobody (see WithMaxWait).
 //
-// RETURNING tells each caller its own outcome: a row whose id is not
-// returned was a duplicate. If the statement fails as a whole (the server
-// rejected some row), nothing of it was committed, and each row is retried
-// alone so that one bad log does not fail its neighbors.
+// A COPY that fails commits nothing, so each caller can still get its own
+// outcome. If an ID was already stored, the batch is written again with
+// INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id: a row whose id is
+// not returned was the duplicate. If the server rejected some row for
+// another reason, each row is written alone, so that one bad log does not
+// fail its neighbors.
 
 // uniqueViolation is the SQLSTATE of a duplicate key.
 const uniqueViolation = "23505"
@@ -38,6 +41,7 @@ const (
 
 type request struct {
 	row   row
+	tuple []byte // row, encoded by appendCopyRow
 	state atomic.Int32
 	done  chan error // buffered: the writer never waits for the caller
 }
@@ -64,7 +68,9 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("postgres audit: create %q: %w", rw.id, err)
 	}
-	req := &request{row: rw, done: make(chan error, 1)}
+	// Encode the row for COPY here, in the caller's goroutine, so that the
+	// writer, which serves every caller, only concatenates.
+	req := &request{row: rw, tuple: appendCopyRow(nil, &rw), done: make(chan error, 1)}
 	r.mu.RLock()
 	if r.closed {
 		r.mu.RUnlock()
@@ -92,7 +98,7 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 func (r *Repository) createAlone(ctx context.Context, rw *row) error {
 	var b batch
 	b.add(rw)
-	inserted, err := r.insert(ctx, &b)
+	inserted, err := r.insertNew(ctx, &b)
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
@@ -112,13 +118,6 @@ type batch struct {
 	createdAt                           []time.Time
 }
 
-func (b *batch) reset() {
-	b.ids, b.orgIDs, b.sources, b.actions = b.ids[:0], b.orgIDs[:0], b.sources[:0], b.actions[:0]
-	b.actorIDs, b.actorTypes, b.actorNames = b.actorIDs[:0], b.actorTypes[:0], b.actorNames[:0]
-	b.targetIDs, b.targetTypes, b.targetNames = b.targetIDs[:0], b.targetTypes[:0], b.targetNames[:0]
-	b.metadata, b.createdAt = b.metadata[:0], b.createdAt[:0]
-}
-
 func (b *batch) add(r *row) {
 	b.ids = append(b.ids, r.id)
 	b.orgIDs = append(b.orgIDs, r.orgID)
@@ -134,14 +133,20 @@ func (b *batch) add(r *row) {
 	b.createdAt = append(b.createdAt, r.createdAt)
 }
 
-// insert writes the rows of b in one statement and returns the IDs that
-// were inserted; the others were already stored.
-func (r *Repository) insert(ctx context.Context, b *batch) (map[string]struct{}, error) {
-	rows, err := r.pool.Query(ctx, r.insertSQL,
+// args returns the column arrays of b as statement arguments.
+func (b *batch) args() []any {
+	return []any{
 		b.ids, b.orgIDs, b.sources, b.actions,
 		b.actorIDs, b.actorTypes, b.actorNames,
 		b.targetIDs, b.targetTypes, b.targetNames,
-		b.metadata, b.createdAt)
+		b.metadata, b.createdAt,
+	}
+}
+
+// insertNew writes the rows of b whose ID is not stored yet, and returns
+// the IDs it inserted.
+func (r *Repository) insertNew(ctx context.Context, b *batch) (map[string]struct{}, error) {
+	rows, err := r.pool.Query(ctx, r.insertNewSQL, b.args()...)
 	if err != nil {
 		return nil, err
 	}
@@ -171,12 +176,15 @@ func (r *Repository) outcome(id string, inserted map[string]struct{}) error {
 func (r *Repository) writeLoop() {
 	defer r.wg.Done()
 	var (
-		b       batch
 		pending []*request // the requests of the next batch
 		carry   []*request // requests whose ID is already in the batch
 		seen    = map[string]struct{}{}
+		buf     []byte // the COPY data of a batch
 		closing bool
+		expect  int // how many requests the next batch may expect
+		timer   = time.NewTimer(time.Hour)
 	)
+	timer.Stop()
 	for {
 		pending = append(pending[:0], carry...)
 		carry = carry[:0]
@@ -200,13 +208,30 @@ func (r *Repository) writeLoop() {
 		if len(pending) == 0 { // closing, and nothing is left
 			return
 		}
+		// The callers of the last batch are likely to be back with their
+		// next logs within moments: wait a little for them, rather than
+		// spend a commit on the first few.
+		if want := min(expect, r.maxBatch); len(pending) < want && r.maxWait > 0 && !closing {
+			timer.Reset(r.maxWait)
+		wait:
+			for len(pending) < want {
+				select {
+				case req := <-r.reqs:
+					pending = append(pending, req)
+				case <-timer.C:
+					break wait
+				case <-r.quit:
+					break wait
+				}
+			}
+			timer.Stop()
+		}
 
 		// Take the requests their callers have not abandoned. A second
 		// request for an ID waits for the next batch, where it learns
 		// whether the first was stored.
-		b.reset()
 		clear(seen)
-		batchReqs := pending[:0]
+		batch := pending[:0]
 		for _, req := range pending {
 			if _, dup := seen[req.row.id]; dup {
 				carry = append(carry, req)
@@ -216,44 +241,89 @@ func (r *Repository) writeLoop() {
 				continue
 			}
 			seen[req.row.id] = struct{}{}
-			batchReqs = append(batchReqs, req)
-			b.add(&req.row)
+			batch = append(batch, req)
 		}
-		if len(batchReqs) > 0 {
-			r.flush(&b, batchReqs)
+		if len(batch) > 0 {
+			buf = r.flush(buf, batch)
 		}
+		// Expect the callers of this batch back, and those that arrived
+		// while it was written.
+		expect = len(batch) + len(r.reqs)
 		clear(pending[:cap(pending)])
 	}
 }
 
-// flush writes the batch b, made of the rows of reqs, and gives each
-// request its result.
-func (r *Repository) flush(b *batch, reqs []*request) {
+// flush writes the rows of reqs and gives each request its result. buf is
+// scratch space, returned for the next batch.
+func (r *Repository) flush(buf []byte, reqs []*request) []byte {
 	ctx, cancel := r.batchContext()
 	defer cancel()
-	inserted, err := r.insert(ctx, b)
+	if len(reqs) == 1 {
+		// A prepared INSERT is quicker than COPY for one row.
+		reqs[0].done <- r.createAlone(ctx, &reqs[0].row)
+		return buf
+	}
+	buf = append(buf[:0], copyHeader...)
+	for _, req := range reqs {
+		if req.tuple != nil {
+			buf = append(buf, req.tuple...)
+		} else {
+			buf = appendCopyRow(buf, &req.row)
+		}
+	}
+	buf = append(buf, copyTrailer...)
+	err := r.copyRows(ctx, buf)
 	if err == nil {
 		for _, req := range reqs {
-			req.done <- r.outcome(req.row.id, inserted)
+			req.done <- nil
 		}
-		return
+		return buf
 	}
 	var pgErr *pgconn.PgError
-	if len(reqs) > 1 && (errors.As(err, &pgErr) || pgconn.SafeToRetry(err)) {
-		// Nothing was committed: find out which rows fail, one at a time.
+	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
+		// Some ID is stored already, and nothing was committed: write the
+		// others, and find out which.
+		var b batch
+		for _, req := range reqs {
+			b.add(&req.row)
+		}
+		var inserted map[string]struct{}
+		if inserted, err = r.insertNew(ctx, &b); err == nil {
+			for _, req := range reqs {
+				req.done <- r.outcome(req.row.id, inserted)
+			}
+			return buf
+		}
+	}
+	if len(reqs) > 1 && errors.As(err, &pgErr) {
+		// The server rejected a row, and nothing was committed: find out
+		// which rows fail, one at a time.
 		cancel()
 		for _, req := range reqs {
 			ctx, cancel := r.batchContext()
 			req.done <- r.createAlone(ctx, &req.row)
 			cancel()
 		}
-		return
+		return buf
 	}
-	// The connection failed or timed out: the batch may or may not have
-	// been committed, and every row in it shares that fate.
+	// No connection, or it failed or timed out: the batch may or may not
+	// have been committed, and every row in it shares that fate.
 	for _, req := range reqs {
 		req.done <- fmt.Errorf("postgres audit: create %q: %w", req.row.id, err)
 	}
+	return buf
+}
+
+// copyRows sends data, a binary COPY made by appendCopyRow, with one COPY
+// statement.
+func (r *Repository) copyRows(ctx context.Context, data []byte) error {
+	c, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	_, err = c.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), r.copySQL)
+	return err
 }
 
 func (r *Repository) batchContext() (context.Context, context.CancelFunc) {

@@ -66,9 +66,8 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	}
 }
 
-// TestFlushIsolatesFailures writes one batch holding good logs, a
-// duplicate, a log repeated in the batch and a log the database rejects:
-// each caller gets its own result.
+// TestFlushIsolatesFailures writes batches holding good logs, a duplicate
+// and a log the database rejects: each caller gets its own result.
 func TestFlushIsolatesFailures(t *testing.T) {
 	t.Parallel()
 	r, schema := newRepo(t)
@@ -83,34 +82,38 @@ func TestFlushIsolatesFailures(t *testing.T) {
 	}
 	bad := makeLog("bad")
 	bad.Action = "app.forbidden"
-	logs := []audit.Log{makeLog("good-1"), stored, bad, makeLog("good-2")}
 	var (
-		b    batch
-		reqs []*request
+		ok      = func(err error) bool { return err == nil }
+		dup     = func(err error) bool { return errors.Is(err, audit.ErrAlreadyExists) }
+		pgErr   *pgconn.PgError
+		refused = func(err error) bool { return errors.As(err, &pgErr) && pgErr.Code == "23514" }
 	)
-	for i := range logs {
-		rw, err := newRow(&logs[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := &request{row: rw, done: make(chan error, 1)}
-		req.state.Store(taken)
-		reqs = append(reqs, req)
-		b.add(&req.row)
-	}
-	r.flush(&b, reqs)
-	var pgErr *pgconn.PgError
-	for i, check := range []func(error) bool{
-		func(err error) bool { return err == nil },
-		func(err error) bool { return errors.Is(err, audit.ErrAlreadyExists) },
-		func(err error) bool { return errors.As(err, &pgErr) && pgErr.Code == "23514" },
-		func(err error) bool { return err == nil },
+	for _, batch := range []struct {
+		logs  []audit.Log
+		wants []func(error) bool
+	}{
+		{[]audit.Log{makeLog("good-1"), stored, makeLog("good-2")}, []func(error) bool{ok, dup, ok}},
+		{[]audit.Log{makeLog("good-3"), stored, bad, makeLog("good-4")}, []func(error) bool{ok, dup, refused, ok}},
+		{[]audit.Log{makeLog("good-5"), bad, makeLog("good-6")}, []func(error) bool{ok, refused, ok}},
 	} {
-		if err := <-reqs[i].done; !check(err) {
-			t.Errorf("log %s: unexpected result %v", logs[i].ID, err)
+		var reqs []*request
+		for i := range batch.logs {
+			rw, err := newRow(&batch.logs[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := &request{row: rw, done: make(chan error, 1)}
+			req.state.Store(taken)
+			reqs = append(reqs, req)
+		}
+		r.flush(nil, reqs)
+		for i, want := range batch.wants {
+			if err := <-reqs[i].done; !want(err) {
+				t.Errorf("log %s: unexpected result %v", batch.logs[i].ID, err)
+			}
 		}
 	}
-	for _, id := range []string{"good-1", "good-2"} {
+	for _, id := range []string{"good-1", "good-2", "good-3", "good-4", "good-5", "good-6"} {
 		if _, err := r.GetByID(ctx, id); err != nil {
 			t.Errorf("GetByID(%s): %v; want the neighbors of a bad log stored", id, err)
 		}
