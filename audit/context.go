@@ -31,6 +31,7 @@ type auditCtx struct {
 	mdCount  int // pairs in this layer and all its ancestors, an upper bound on the merged size
 
 	cache atomic.Pointer[mdCache]
+	valid atomic.Uint32 // validity of actor and orgID, once checked: see checkIdentity
 }
 
 type kv struct{ k, v string }
@@ -256,4 +257,31 @@ func (c *auditCtx) redactedMetadata(r *redactor) (map[string]string, error) {
 	// result is correct, the cache only saves work.
 	c.cache.Store(next)
 	return next.redacted, next.invalid
+}
+
+// Bits of auditCtx.valid.
+const (
+	identityChecked = 1 << iota
+	actorValid
+	orgIDValid
+)
+
+// checkIdentity reports whether the actor and the org ID of c would pass
+// Log.Validate, checking them once per context.
+func (c *auditCtx) checkIdentity() (actorOK, orgOK bool) {
+	v := c.valid.Load()
+	if v&identityChecked == 0 {
+		v = identityChecked
+		a := Log{Actor: c.actor, OrgID: c.orgID}
+		if checkField("actor.id", a.Actor.ID, MaxEntityIDLen, false) == nil &&
+			checkField("actor.type", a.Actor.Type, MaxEntityTypeLen, true) == nil &&
+			checkField("actor.name", a.Actor.Name, MaxEntityNameLen, false) == nil {
+			v |= actorValid
+		}
+		if checkField("org_id", a.OrgID, MaxOrgIDLen, false) == nil {
+			v |= orgIDValid
+		}
+		c.valid.Store(v)
+	}
+	return v&actorValid != 0, v&orgIDValid != 0
 }

@@ -119,14 +119,34 @@ var (
 	fieldRequired = [...]bool{true, false, true, true, false, true, false, false, false, false}
 )
 
+// fieldSet is a set of the fields validateFields checks: bit i stands for
+// fieldNames[i], and fieldCreatedAt for CreatedAt.
+type fieldSet uint16
+
+const (
+	fieldID        fieldSet = 1 << 0
+	fieldOrgID     fieldSet = 1 << 1
+	fieldSource    fieldSet = 1 << 2
+	fieldActor     fieldSet = 1<<4 | 1<<5 | 1<<6
+	fieldCreatedAt fieldSet = 1 << 10
+)
+
 // validateFields checks every field of l but Metadata.
-func (l *Log) validateFields() error {
+func (l *Log) validateFields() error { return l.validateFieldsExcept(0) }
+
+// validateFieldsExcept checks every field of l but Metadata and the fields
+// in known, which the caller knows to be valid.
+func (l *Log) validateFieldsExcept(known fieldSet) error {
 	values := [len(fieldNames)]string{
 		l.ID, l.OrgID, l.Source, l.Action,
 		l.Actor.ID, l.Actor.Type, l.Actor.Name,
 		l.Target.ID, l.Target.Type, l.Target.Name,
 	}
-	for i, v := range values {
+	for i := range values { // by index: ranging over the array would copy it
+		if known&(1<<i) != 0 {
+			continue
+		}
+		v := values[i]
 		if v == "" {
 			if fieldRequired[i] {
 				return invalidLog(fieldNames[i], "is required")
@@ -140,16 +160,26 @@ func (l *Log) validateFields() error {
 			return err
 		}
 	}
+	if known&fieldCreatedAt != 0 {
+		return nil
+	}
 	// What is stored is the time in UTC at microsecond precision, and it
 	// must survive the JSON wire format, which holds years 1 to 9999 only.
-	switch t := normalizeTime(l.CreatedAt); {
-	case t.IsZero():
+	switch t := l.CreatedAt; {
+	case t.IsZero() || t.Before(firstTime) && !t.Before(time.Time{}):
 		return invalidLog("created_at", "is required")
-	case t.Year() < 1 || t.Year() > 9999:
+	case t.Before(firstTime) || !t.Before(endOfTime):
 		return invalidLog("created_at", "is outside the years 1 to 9999")
 	}
 	return nil
 }
+
+// The range of valid CreatedAt values: the zero time is taken for "not
+// set", and so is any time that truncates to it.
+var (
+	firstTime = time.Time{}.Add(time.Microsecond)
+	endOfTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 func checkField(name, value string, limit int, required bool) error {
 	if value == "" {

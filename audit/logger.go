@@ -16,13 +16,14 @@ const DefaultTimeout = 10 * time.Second
 // A Logger is safe for concurrent use. Make one per service at start-up
 // and share it.
 type Logger struct {
-	repo      Repository
-	source    string
-	now       func() time.Time
-	realClock bool // now is time.Now
-	newID     func() string
-	timeout   time.Duration
-	redact    *redactor
+	repo        Repository
+	source      string
+	now         func() time.Time
+	realClock   bool // now is time.Now
+	sourceValid bool // source passes Validate
+	newID       func() string
+	timeout     time.Duration
+	redact      *redactor
 
 	pubs    []*publisher // see WithPublisher
 	pub     publishing
@@ -91,6 +92,7 @@ func NewLogger(repo Repository, opts ...Option) *Logger {
 	for _, opt := range opts {
 		opt(lg)
 	}
+	lg.sourceValid = checkField("source", lg.source, MaxSourceLen, true) == nil
 	lg.startPublishing()
 	return lg
 }
@@ -141,11 +143,13 @@ type pending struct {
 // store completes p.log, validates it and stores it.
 func (lg *Logger) store(ctx context.Context, p *pending) error {
 	l := &p.log
+	var known fieldSet  // fields the Logger filled with values known to be valid
 	var start time.Time // a reading of time.Now for the store's deadline
 	if l.CreatedAt.IsZero() {
 		l.CreatedAt = lg.now()
 		if lg.realClock {
 			start = l.CreatedAt
+			known |= fieldCreatedAt
 		}
 	}
 	l.CreatedAt = normalizeTime(l.CreatedAt)
@@ -154,15 +158,19 @@ func (lg *Logger) store(ctx context.Context, p *pending) error {
 			l.ID = lg.newID()
 		} else {
 			l.ID = ids.next(l.CreatedAt)
+			known |= fieldID
 		}
 	}
 	if l.Source == "" {
 		l.Source = lg.source
+		if lg.sourceValid {
+			known |= fieldSource
+		}
 	}
-	md, err := lg.metadata(ctx, l)
+	md, fromCtx, err := lg.metadata(ctx, l)
 	l.Metadata = md
 	if err == nil {
-		err = l.validateFields()
+		err = l.validateFieldsExcept(known | fromCtx)
 	}
 	if err != nil {
 		return err
@@ -185,37 +193,47 @@ func (lg *Logger) store(ctx context.Context, p *pending) error {
 
 // metadata fills l's OrgID and Actor from ctx where they are empty, and
 // returns the metadata to store — ctx's merged with l's, redacted — with
-// the error validateMetadata returns for it. The map may be shared with
-// ctx and must not be modified.
-func (lg *Logger) metadata(ctx context.Context, l *Log) (map[string]string, error) {
+// the error validateMetadata returns for it, and the fields it filled with
+// values known to be valid. The map may be shared with ctx and must not be
+// modified.
+func (lg *Logger) metadata(ctx context.Context, l *Log) (map[string]string, fieldSet, error) {
 	c := stateOf(ctx)
 	if c == nil {
 		if len(l.Metadata) > MaxMetadataKeys {
-			return l.Metadata, tooManyKeys(len(l.Metadata))
+			return l.Metadata, 0, tooManyKeys(len(l.Metadata))
 		}
 		var buf [MaxMetadataKeys]kv
 		pairs := appendPairs(buf[:0], l.Metadata)
 		md, redacted := lg.redact.redact(l.Metadata, pairs)
 		if redacted {
-			return md, validateMetadata(md)
+			return md, 0, validateMetadata(md)
 		}
 		if len(lg.pubs) > 0 && len(md) > 0 {
 			// md is the caller's map, and publishers read the log after
 			// Record returned, when the caller may be changing it again.
 			md = cloneMetadata(md)
 		}
-		return md, validatePairs(pairs)
+		return md, 0, validatePairs(pairs)
 	}
+	var known fieldSet
+	actorOK, orgOK := c.checkIdentity()
 	if l.OrgID == "" && c.hasOrgID {
 		l.OrgID = c.orgID
+		if orgOK {
+			known |= fieldOrgID
+		}
 	}
 	if l.Actor == (Actor{}) && c.hasActor {
 		l.Actor = c.actor
+		if actorOK {
+			known |= fieldActor
+		}
 	}
 	if len(l.Metadata) == 0 {
 		// The common case: the metadata is the context's, merged, redacted
 		// and validated once per context.
-		return c.redactedMetadata(lg.redact)
+		md, err := c.redactedMetadata(lg.redact)
+		return md, known, err
 	}
 	merged := c.merged()
 	md := make(map[string]string, len(merged)+len(l.Metadata))
@@ -230,5 +248,5 @@ func (lg *Logger) metadata(ctx context.Context, l *Log) (map[string]string, erro
 			md[k] = Redacted
 		}
 	}
-	return md, validateMetadata(md)
+	return md, known, validateMetadata(md)
 }

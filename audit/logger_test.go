@@ -213,6 +213,40 @@ func TestLoggerRejectsInvalidLogs(t *testing.T) {
 		t.Errorf("invalid logs were stored: %d", repo.Len())
 	}
 
+	// The Logger validates by itself, whatever the repository does: these
+	// must not reach a repository that would store anything.
+	var reached int
+	lax := repoFunc(func(context.Context, *audit.Log) error { reached++; return nil })
+	laxLogger := audit.NewLogger(lax, audit.WithSource("s"))
+	badActor := audit.SetActor(context.Background(), audit.Actor{Type: audit.ActorTypeUser, Name: "x\x00"})
+	badOrg := audit.SetOrgID(actorCtx, strings.Repeat("o", audit.MaxOrgIDLen+1))
+	for range 2 { // the context's identity is checked once and remembered
+		if err := laxLogger.Log(badActor, "a", audit.Target{}); !errors.Is(err, audit.ErrInvalidLog) {
+			t.Errorf("got %v, want ErrInvalidLog for an actor name with NUL", err)
+		}
+		if err := laxLogger.Log(badOrg, "a", audit.Target{}); !errors.Is(err, audit.ErrInvalidLog) {
+			t.Errorf("got %v, want ErrInvalidLog for a long org", err)
+		}
+		if err := laxLogger.Log(actorCtx, "a\x00", audit.Target{}); !errors.Is(err, audit.ErrInvalidLog) {
+			t.Errorf("got %v, want ErrInvalidLog for an action with NUL", err)
+		}
+	}
+	for name, lg := range map[string]*audit.Logger{
+		"source not UTF-8": audit.NewLogger(lax, audit.WithSource("s\xff")),
+		"clock in 12000":   audit.NewLogger(lax, audit.WithSource("s"), audit.WithClock(func() time.Time { return time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC) })),
+		"empty ID":         audit.NewLogger(lax, audit.WithSource("s"), audit.WithIDFunc(func() string { return "" })),
+	} {
+		if err := lg.Log(actorCtx, "a", audit.Target{}); !errors.Is(err, audit.ErrInvalidLog) {
+			t.Errorf("%s: got %v, want ErrInvalidLog", name, err)
+		}
+	}
+	if reached != 0 {
+		t.Errorf("%d invalid logs reached the repository", reached)
+	}
+	if err := laxLogger.Log(actorCtx, "a", audit.Target{}); err != nil || reached != 1 {
+		t.Errorf("a valid log: got %v and %d calls, want it stored", err, reached)
+	}
+
 	noSource := audit.NewLogger(repo)
 	if err := noSource.Log(actorCtx, "a", audit.Target{}); !errors.Is(err, audit.ErrInvalidLog) {
 		t.Errorf("got %v, want ErrInvalidLog for a Logger without a source", err)

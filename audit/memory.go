@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -25,9 +26,14 @@ type MemoryRepository struct {
 	nrecs  uint32
 	order  []uint32 // record numbers, oldest first
 	byOrg  map[string][]uint32
-	byID   []uint64 // hash table of IDs: see idSlot
-	nIDs   int      // slots in use
-	seed   maphash.Seed
+	// IDs are indexed twice. Logs whose ID sorts after every ID before it
+	// — the common case with time-ordered IDs — are listed in idOrder, so
+	// checking and indexing them is a comparison and an append. The others
+	// go into the hash table byID.
+	idOrder []uint32 // record numbers with increasing IDs
+	byID    []uint64 // hash table of IDs: see idSlot
+	nIDs    int      // slots in use
+	seed    maphash.Seed
 }
 
 // record locates one encoded log.
@@ -79,14 +85,22 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	h := r.hash(log.ID)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := r.nrecs
-	slot, dup := r.findID(h, log.ID)
-	if dup {
-		return fmt.Errorf("%w: id %q", ErrAlreadyExists, log.ID)
+	ordered := len(r.idOrder) == 0 || log.ID > string(r.idBytes(r.idOrder[len(r.idOrder)-1]))
+	var h, slot uint32
+	if !ordered {
+		// An ID below the largest may be stored already, in either index.
+		var dup bool
+		if _, dup = r.findOrdered(log.ID); !dup {
+			h = r.hash(log.ID)
+			slot, dup = r.findID(h, log.ID)
+		}
+		if dup {
+			return fmt.Errorf("%w: id %q", ErrAlreadyExists, log.ID)
+		}
 	}
 	rec := r.encode(log, md)
 	if n%recChunk == 0 {
@@ -94,7 +108,11 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 	}
 	r.recs[n/recChunk] = append(r.recs[n/recChunk], rec)
 	r.nrecs++
-	r.addID(slot, h, n)
+	if ordered {
+		r.idOrder = append(r.idOrder, n)
+	} else {
+		r.addID(slot, h, n)
+	}
 	p := position{micros: rec.micros, id: log.ID}
 	r.order = r.insertOrdered(r.order, n, p)
 	if log.OrgID != "" {
@@ -111,6 +129,18 @@ func idSlot(h uint32, n uint32) uint64 { return uint64(h)<<32 | uint64(n+1) }
 
 func (r *MemoryRepository) hash(id string) uint32 {
 	return uint32(maphash.String(r.seed, id) >> 32)
+}
+
+// findOrdered returns the record number of the log with the given ID if
+// it is in idOrder.
+func (r *MemoryRepository) findOrdered(id string) (uint32, bool) {
+	i, found := slices.BinarySearchFunc(r.idOrder, id, func(n uint32, id string) int {
+		return strings.Compare(string(r.idBytes(n)), id)
+	})
+	if !found {
+		return 0, false
+	}
+	return r.idOrder[i], true
 }
 
 // findID returns the record number of the log with the given ID and hash,
@@ -327,7 +357,10 @@ func (r *MemoryRepository) GetByID(ctx context.Context, id string) (Log, error) 
 	h := r.hash(id)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	n, ok := r.findID(h, id)
+	n, ok := r.findOrdered(id)
+	if !ok {
+		n, ok = r.findID(h, id)
+	}
 	if !ok {
 		return Log{}, fmt.Errorf("%w: id %q", ErrNotFound, id)
 	}
