@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -176,10 +175,18 @@ func (r *Repository) GetByID(ctx context.Context, id string) (audit.Log, error) 
 		}
 		return audit.Log{}, fmt.Errorf("%w: id %q", audit.ErrNotFound, id)
 	}
-	l, err := scanLog(r.pool.QueryRow(ctx, r.getSQL, id))
-	if errors.Is(err, pgx.ErrNoRows) {
+	rows, err := r.pool.Query(ctx, r.getSQL, id)
+	if err != nil {
+		return audit.Log{}, fmt.Errorf("postgres audit: get %q: %w", id, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return audit.Log{}, fmt.Errorf("postgres audit: get %q: %w", id, err)
+		}
 		return audit.Log{}, fmt.Errorf("%w: id %q", audit.ErrNotFound, id)
 	}
+	l, err := scanLog(rows)
 	if err != nil {
 		return audit.Log{}, fmt.Errorf("postgres audit: get %q: %w", id, err)
 	}
@@ -215,7 +222,7 @@ func (r *Repository) List(ctx context.Context, filter audit.Filter) ([]audit.Log
 		return nil, fmt.Errorf("postgres audit: list: %w", err)
 	}
 	defer rows.Close()
-	var out []audit.Log
+	out := make([]audit.Log, 0, min(filter.PageSize(), audit.DefaultLimit))
 	for rows.Next() {
 		l, err := scanLog(rows)
 		if err != nil {

@@ -1,8 +1,8 @@
 package postgres
 
 import (
-	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -67,26 +67,51 @@ func (r *row) values() []any {
 	}
 }
 
-// scanLog reads a Log from rows selected with columns.
-func scanLog(rows pgx.Row) (audit.Log, error) {
-	var (
-		l  audit.Log
-		md []byte
-	)
-	err := rows.Scan(
-		&l.ID, &l.OrgID, &l.Source, &l.Action,
-		&l.Actor.ID, &l.Actor.Type, &l.Actor.Name,
-		&l.Target.ID, &l.Target.Type, &l.Target.Name,
-		&md, &l.CreatedAt,
-	)
-	if err != nil {
-		return audit.Log{}, err
+// scanLog reads the current row of rows, selected with columns, as a
+// Log. The Log's strings share one allocation.
+func scanLog(rows pgx.Rows) (audit.Log, error) {
+	vals := rows.RawValues()
+	fds := rows.FieldDescriptions()
+	if len(vals) != len(columns) {
+		return audit.Log{}, fmt.Errorf("got %d columns, want %d", len(vals), len(columns))
+	}
+	md := vals[10]
+	if fds[10].Format == pgx.BinaryFormatCode { // jsonb: a version byte, then text
+		if len(md) == 0 || md[0] != 1 {
+			return audit.Log{}, fmt.Errorf("unexpected jsonb encoding of metadata")
+		}
+		md = md[1:]
+	}
+	// Text is the same in either format: the bytes of the string.
+	n := len(md)
+	for _, v := range vals[:10] {
+		n += len(v)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, v := range vals[:10] {
+		b.Write(v)
+	}
+	b.Write(md)
+	s := b.String()
+	var fields [11]string
+	off := 0
+	for i, v := range vals[:10] {
+		fields[i] = s[off : off+len(v)]
+		off += len(v)
+	}
+	l := audit.Log{
+		ID: fields[0], OrgID: fields[1], Source: fields[2], Action: fields[3],
+		Actor:  audit.Actor{ID: fields[4], Type: fields[5], Name: fields[6]},
+		Target: audit.Target{ID: fields[7], Type: fields[8], Name: fields[9]},
+	}
+	if err := rows.Conn().TypeMap().Scan(fds[11].DataTypeOID, fds[11].Format, vals[11], &l.CreatedAt); err != nil {
+		return audit.Log{}, fmt.Errorf("created_at of log %q: %w", l.ID, err)
 	}
 	l.CreatedAt = l.CreatedAt.UTC()
-	if len(md) > 2 { // not "{}"
-		if err := json.Unmarshal(md, &l.Metadata); err != nil {
-			return audit.Log{}, fmt.Errorf("metadata of log %q: %w", l.ID, err)
-		}
+	var err error
+	if l.Metadata, err = decodeJSONObject(s[off:]); err != nil {
+		return audit.Log{}, fmt.Errorf("metadata of log %q: %w", l.ID, err)
 	}
 	return l, nil
 }
