@@ -85,7 +85,13 @@ run_as_owner() {
 	fi
 }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/with-postgres.XXXXXX")
+# As root the directory goes under /tmp, which the postgres user can reach
+# whatever TMPDIR says.
+tmpbase=${TMPDIR:-/tmp}
+if [[ $EUID -eq 0 ]]; then
+	tmpbase=/tmp
+fi
+tmp=$(mktemp -d "$tmpbase/with-postgres.XXXXXX")
 data=$tmp/data
 started=
 
@@ -99,9 +105,19 @@ cleanup() {
 	rm -rf "$tmp"
 	exit "$status"
 }
+# On INT or TERM, pass the signal on to the command, wait for it, and
+# clean up: a CI timeout must not leave a server running.
+child=
+on_signal() {
+	if [[ -n $child ]]; then
+		kill -"$1" "$child" 2>/dev/null || true
+		wait "$child" 2>/dev/null || true
+	fi
+	exit "$2"
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
 
 chmod 700 "$tmp"
 if [[ $EUID -eq 0 ]]; then
@@ -167,8 +183,12 @@ fi
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/audit?sslmode=disable"
 log "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') at $DATABASE_URL"
 
+# In the background, so that signals reach the traps at once; with the
+# script's stdin, which a background command would otherwise lose.
 set +e
-"$@"
+"$@" <&0 &
+child=$!
+wait "$child"
 status=$?
 set -e
 exit "$status"
