@@ -42,7 +42,8 @@ type Repository struct {
 	maxWait      time.Duration
 
 	copySQL      string // the COPY of group commit, see writer.go
-	insertNewSQL string // the INSERT that skips stored IDs
+	insertNewSQL string // the INSERT of a batch that skips stored IDs
+	insertOneSQL string // the same for one row
 	selectSQL    string // SELECT columns FROM table
 	getSQL       string
 
@@ -74,19 +75,20 @@ func WithMaxBatch(n int) Option {
 // WithWriters sets how many batches group commit may have in flight at
 // once, each on its own connection. The default is DefaultWriters: one
 // connection writing batches back to back, the next batch made of the
-// logs that arrived during the previous one. NewRepository panics if
-// n < 1.
+// logs that arrived during the previous one. More writers make smaller
+// batches that compete for the same WAL flushes; measure before raising
+// it. NewRepository panics if n < 1.
 func WithWriters(n int) Option {
 	return func(r *Repository) { r.writers = n }
 }
 
 // WithMaxWait bounds how long a writer waits, after the first log of a
-// batch arrives, for more. It waits only while the batch is smaller than
-// the previous one: after a batch of n logs, the n callers are likely to
-// be back soon with their next logs, and one commit for all of them is
-// cheaper than one for the first few and another for the rest. A lone
-// caller never waits. A value <= 0 never waits. The default is
-// DefaultMaxWait.
+// batch arrives, for more. It waits only for the callers it expects back:
+// those of the previous batch, and those that arrived while it was being
+// written. They are likely to be back within moments with their next
+// logs, and one commit for all of them is cheaper than one for the first
+// few and another for the rest. A lone caller never waits. A value <= 0
+// never waits. The default is DefaultMaxWait.
 func WithMaxWait(d time.Duration) Option {
 	return func(r *Repository) { r.maxWait = d }
 }
@@ -134,6 +136,9 @@ func NewRepository(pool *pgxpool.Pool, opts ...Option) *Repository {
 	r.selectSQL = "SELECT " + cols + " FROM " + table
 	r.getSQL = r.selectSQL + " WHERE id = $1"
 	r.copySQL = copySQL(r.table)
+	r.insertOneSQL = "INSERT INTO " + table + " (" + cols + ")" +
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)" +
+		" ON CONFLICT (id) DO NOTHING RETURNING id"
 	r.insertNewSQL = "INSERT INTO " + table + " (" + cols + ")" +
 		" SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]," +
 		" $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]," +

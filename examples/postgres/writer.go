@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/raystack/salt/audit"
@@ -48,11 +49,11 @@ type request struct {
 
 // Create implements audit.Repository.
 //
-// It validates log (an error wrapping audit.ErrInvalidLog, also for a
-// CreatedAt outside the range of timestamptz) and hands a copy to group
-// commit, then waits until that copy is committed, or for the error that
-// kept it from being stored: an error wrapping audit.ErrAlreadyExists for
-// a duplicate ID, or the database's error for this log alone.
+// It validates log (an error wrapping audit.ErrInvalidLog, from
+// Log.Validate) and hands a copy to group commit, then waits until that
+// copy is committed, or for the error that kept it from being stored: an
+// error wrapping audit.ErrAlreadyExists for a duplicate ID, or the
+// database's error for this log alone.
 //
 // If ctx ends while the log waits for a batch, Create returns ctx's error
 // and the log is never written. If ctx ends while its batch is being
@@ -96,17 +97,15 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 
 // createAlone writes one row with its own statement.
 func (r *Repository) createAlone(ctx context.Context, rw *row) error {
-	var b batch
-	b.add(rw)
-	inserted, err := r.insertNew(ctx, &b)
+	var id string
+	err := r.pool.QueryRow(ctx, r.insertOneSQL, rw.values()...).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) { // ON CONFLICT DO NOTHING
+		return fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, rw.id)
+	}
 	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
-			return fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, rw.id)
-		}
 		return fmt.Errorf("postgres audit: create %q: %w", rw.id, err)
 	}
-	return r.outcome(rw.id, inserted)
+	return nil
 }
 
 // batch holds the rows of one INSERT as the column arrays it sends.
