@@ -3,9 +3,13 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/raystack/salt/audit"
 )
@@ -88,5 +92,99 @@ func TestPurge(t *testing.T) {
 	// Still append-only after Purge: its flag ended with its transaction.
 	if err := exec(t, schema, "DELETE FROM audit_logs"); err == nil {
 		t.Error("DELETE after Purge succeeded, want the append-only trigger to reject it")
+	}
+}
+
+// TestLeastPrivilege runs the service as a role that may only insert and
+// select, and retention as a role that may only execute the purge
+// function, as the README advises: group commit, lone inserts, COPY and
+// reads work, and neither role can delete a log directly.
+func TestLeastPrivilege(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := mustPool(t)
+	schema := newSchema(t)
+	app, ret := schema+"_app", schema+"_retention"
+	if _, err := p.Exec(ctx, "CREATE ROLE "+app+" NOLOGIN; CREATE ROLE "+ret+" NOLOGIN"); err != nil {
+		t.Skipf("cannot create roles on this server (tests need CREATEROLE for this one): %v", err)
+	}
+	t.Cleanup(func() {
+		for _, role := range []string{app, ret} {
+			if _, err := p.Exec(ctx, "DROP OWNED BY "+role+"; DROP ROLE "+role); err != nil {
+				t.Errorf("dropping role %s: %v", role, err)
+			}
+		}
+	})
+	for _, grant := range []string{
+		"GRANT USAGE ON SCHEMA " + schema + " TO " + app + ", " + ret,
+		"GRANT SELECT, INSERT ON " + schema + ".audit_logs TO " + app,
+		"GRANT EXECUTE ON FUNCTION " + schema + ".audit_logs_purge(timestamptz, integer) TO " + ret,
+	} {
+		if _, err := p.Exec(ctx, grant); err != nil {
+			t.Fatalf("%s: %v", grant, err)
+		}
+	}
+	asRole := func(role string) *pgxpool.Pool {
+		cfg := p.Config().Copy()
+		cfg.ConnConfig.RuntimeParams["role"] = role
+		cfg.MaxConns = 4
+		rp, err := newPoolConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rp.Close)
+		return rp
+	}
+	appPool, retPool := asRole(app), asRole(ret)
+	var user string
+	if err := appPool.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != app {
+		t.Fatalf("current_user of the service's pool: got %q, %v; want %q", user, err, app)
+	}
+
+	r := NewRepository(appPool, WithSchema(schema))
+	t.Cleanup(func() { _ = r.Close() })
+	logs := make([]audit.Log, 20)
+	errs := make(chan error, len(logs))
+	for i := range logs {
+		logs[i] = makeLog(fmt.Sprintf("log-%02d", i))
+		logs[i].CreatedAt = testTime.AddDate(0, 0, -i)
+		go func() { errs <- r.Create(ctx, &logs[i]) }()
+	}
+	for range logs {
+		if err := <-errs; err != nil {
+			t.Fatalf("Create as %s: %v", app, err)
+		}
+	}
+	if err := r.Create(ctx, &logs[0]); !errors.Is(err, audit.ErrAlreadyExists) {
+		t.Errorf("duplicate Create as %s: got %v, want ErrAlreadyExists", app, err)
+	}
+	imported := makeLog("imported")
+	if err := r.CreateBatch(ctx, []*audit.Log{&imported}); err != nil {
+		t.Errorf("CreateBatch as %s: %v", app, err)
+	}
+	if page, err := r.List(ctx, audit.Filter{Metadata: map[string]string{audit.MetadataRequestID: "req-1"}}); err != nil || len(page) != 21 {
+		t.Errorf("List as %s: got %d logs, %v; want 21", app, len(page), err)
+	}
+	if _, err := r.GetByID(ctx, "imported"); err != nil {
+		t.Errorf("GetByID as %s: %v", app, err)
+	}
+
+	var pgErr *pgconn.PgError
+	for _, tt := range []struct {
+		db   *pgxpool.Pool
+		role string
+	}{{appPool, app}, {retPool, ret}} {
+		_, err := tt.db.Exec(ctx, "DELETE FROM "+schema+".audit_logs")
+		if !errors.As(err, &pgErr) || pgErr.Code != "42501" || !strings.Contains(pgErr.Message, "permission denied") {
+			t.Errorf("DELETE as %s: got %v, want permission denied", tt.role, err)
+		}
+	}
+	_, err := Purge(ctx, appPool, schema, testTime)
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" || !strings.Contains(pgErr.Message, "permission denied") {
+		t.Errorf("Purge as %s: got %v, want permission denied", app, err)
+	}
+	n, err := Purge(ctx, retPool, schema, testTime.AddDate(0, 0, -9).Add(-time.Second))
+	if err != nil || n != 10 {
+		t.Errorf("Purge as %s: got %d, %v; want 10, nil", ret, n, err)
 	}
 }
