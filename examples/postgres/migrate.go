@@ -159,9 +159,21 @@ func inMigration(ctx context.Context, db DB, schema string, fn func(tx pgx.Tx, a
 		schema = *cur
 	}
 	ident := pgx.Identifier{schema}.Sanitize()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(schema)); err != nil {
+		return fmt.Errorf("postgres audit: migrate schema %s: %w", ident, err)
+	}
+	// CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when
+	// the schema exists, which a role that owns only its schema lacks.
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+		return fmt.Errorf("postgres audit: migrate schema %s: %w", ident, err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+ident); err != nil {
+			return fmt.Errorf("postgres audit: migrate schema %s: %w", ident, err)
+		}
+	}
 	for _, q := range []string{
-		"SELECT pg_advisory_xact_lock(" + strconv.FormatInt(lockKey(schema), 10) + ")",
-		"CREATE SCHEMA IF NOT EXISTS " + ident,
 		"SET LOCAL search_path TO " + ident + ", pg_temp",
 		`CREATE TABLE IF NOT EXISTS audit_schema_migrations (
 			version    integer PRIMARY KEY,

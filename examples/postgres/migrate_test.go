@@ -114,3 +114,43 @@ func TestMigrateSearchPath(t *testing.T) {
 		t.Errorf("Purge: %v", err)
 	}
 }
+
+// TestMigrateAsSchemaOwner migrates as a role that owns its schema but may
+// not create schemas, as production roles often are.
+func TestMigrateAsSchemaOwner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := mustPool(t)
+	schema := fmt.Sprintf("audit_owned_%d", os.Getpid())
+	owner := schema + "_owner"
+	if _, err := p.Exec(ctx, "CREATE ROLE "+owner+" NOLOGIN; CREATE SCHEMA "+schema+" AUTHORIZATION "+owner); err != nil {
+		t.Skipf("cannot create roles on this server (tests need CREATEROLE for this one): %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := p.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE; DROP OWNED BY "+owner+"; DROP ROLE "+owner); err != nil {
+			t.Errorf("dropping %s: %v", owner, err)
+		}
+	})
+	cfg := p.Config().Copy()
+	cfg.ConnConfig.RuntimeParams["role"] = owner
+	cfg.MaxConns = 2
+	op, err := newPoolConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+	for range 2 {
+		if err := Migrate(ctx, op, schema); err != nil {
+			t.Fatalf("Migrate as the schema's owner: %v", err)
+		}
+	}
+	r := NewRepository(op, WithSchema(schema))
+	defer r.Close()
+	l := makeLog("owned")
+	if err := r.Create(ctx, &l); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(ctx, op, schema+"_other"); err == nil {
+		t.Error("Migrate of a new schema as a role that may not create schemas succeeded")
+	}
+}

@@ -87,8 +87,9 @@ func WithWriters(n int) Option {
 // those of the previous batch, and those that arrived while it was being
 // written. They are likely to be back within moments with their next
 // logs, and one commit for all of them is cheaper than one for the first
-// few and another for the rest. A lone caller never waits. A value <= 0
-// never waits. The default is DefaultMaxWait.
+// few and another for the rest. A lone caller does not wait (but for its
+// first log after a burst). A value <= 0 never waits. The default is
+// DefaultMaxWait.
 func WithMaxWait(d time.Duration) Option {
 	return func(r *Repository) { r.maxWait = d }
 }
