@@ -294,9 +294,9 @@ func (r *Repository) flush(buf []byte, reqs []*request) []byte {
 			return buf
 		}
 	}
-	if len(reqs) > 1 && errors.As(err, &pgErr) {
-		// The server rejected a row, and nothing was committed: find out
-		// which rows fail, one at a time.
+	if errors.As(err, &pgErr) {
+		// The server rejected a row (or canceled the statement), and
+		// nothing was committed: find out which rows fail, one at a time.
 		cancel()
 		for _, req := range reqs {
 			ctx, cancel := r.batchContext()
