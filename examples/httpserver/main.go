@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	if getenv("DATABASE_URL") != "" {
 		fmt.Fprintln(out, "Note: DATABASE_URL is set, but this server keeps its audit trail in memory;")
-		fmt.Fprintln(out, "the PostgreSQL-backed server is part of the examples/postgres module.")
+		fmt.Fprintln(out, "for the PostgreSQL-backed server: cd examples/postgres && go run ./cmd/httpserver")
 	}
 	return server.Run(ctx, *addr, srv, func(baseURL string) {
 		fmt.Fprintf(out, "projects-api listening on %s (audit trail in memory; Ctrl-C stops)\n\n", baseURL)
