@@ -63,7 +63,8 @@
 //
 // A Logger can hand every stored log to [Publisher]s — a webhook, a log
 // pipeline ([JSONLinesPublisher]), a message bus — through a bounded queue
-// per publisher (see [WithPublisher]). Publishing never blocks or fails
-// Log; what a publisher could not deliver is counted in [Logger.Stats] and
+// per publisher (see [WithPublisher]). Publishing never fails Log, and
+// never holds it up unless a publisher is attached with [BlockWhenFull];
+// what a publisher could not deliver is counted in [Logger.Stats] and
 // reported to an error handler. [Logger.Close] drains the queues.
 package audit

@@ -231,8 +231,12 @@ func decodeCursor(s string) (position, error) {
 		return position{}, invalidFilter("cursor", "is malformed")
 	}
 	id := string(body[9:])
-	if checkString(id, MaxIDLen) != "" {
+	micros := int64(binary.BigEndian.Uint64(body[1:9]))
+	// A cursor is the position of a valid log: its time is in the years
+	// Validate allows, so that no repository is handed a time it cannot
+	// store.
+	if checkString(id, MaxIDLen) != "" || micros < firstTime.UnixMicro() || micros >= endOfTime.UnixMicro() {
 		return position{}, invalidFilter("cursor", "is malformed")
 	}
-	return position{micros: int64(binary.BigEndian.Uint64(body[1:9])), id: id}, nil
+	return position{micros: micros, id: id}, nil
 }

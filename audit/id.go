@@ -22,12 +22,14 @@ type idGenerator struct {
 	last atomic.Uint64
 }
 
-// next returns a new ID for a log created at t. IDs from one generator are
-// strictly increasing, also when t stands still or goes back: the
-// generator then keeps counting from the last millisecond it used, and
-// when a millisecond's counter is exhausted it moves on to the next one.
+// next returns a new ID made at t, a reading of the real clock. IDs from
+// one generator are strictly increasing, also when t stands still or goes
+// back: the generator then keeps counting from the last millisecond it
+// used, and when a millisecond's counter is exhausted it moves on to the
+// next one.
 func (g *idGenerator) next(t time.Time) string {
-	now := uint64(t.UnixMilli()) << 12
+	ms := min(max(t.UnixMilli(), 0), 1<<48-1) // what 48 bits hold
+	now := uint64(ms) << 12
 	var state uint64
 	for {
 		last := g.last.Load()

@@ -15,7 +15,8 @@ import (
 // to ship audit logs to a log pipeline: attach it with WithPublisher and
 // point it at os.Stdout or a file that a collector tails.
 //
-// A JSONLinesPublisher is safe for concurrent use. Each line is written
+// Make one with NewJSONLinesPublisher; the zero value is not usable. A
+// JSONLinesPublisher is safe for concurrent use. Each line is written
 // with a single call to the writer's Write method, and no two calls
 // overlap, so lines never interleave even when the writer is not itself
 // safe for concurrent use.

@@ -104,7 +104,7 @@ func (l Log) Clone() Log {
 // must fall in the years 1 to 9999 and not be the zero time once truncated
 // to microseconds. Every string must be valid UTF-8 without NUL bytes, and
 // within the Max* bounds.
-func (l *Log) Validate() error {
+func (l Log) Validate() error {
 	if err := l.validateFields(); err != nil {
 		return err
 	}
@@ -146,17 +146,7 @@ func (l *Log) validateFieldsExcept(known fieldSet) error {
 		if known&(1<<i) != 0 {
 			continue
 		}
-		v := values[i]
-		if v == "" {
-			if fieldRequired[i] {
-				return invalidLog(fieldNames[i], "is required")
-			}
-			continue
-		}
-		if len(v) <= fieldMax[i] && plainText(v) {
-			continue
-		}
-		if err := checkField(fieldNames[i], v, fieldMax[i], fieldRequired[i]); err != nil {
+		if err := checkField(fieldNames[i], values[i], fieldMax[i], fieldRequired[i]); err != nil {
 			return err
 		}
 	}
@@ -195,11 +185,21 @@ func checkField(name, value string, limit int, required bool) error {
 }
 
 func validateMetadata(md map[string]string) error {
-	if len(md) > MaxMetadataKeys {
-		return tooManyKeys(len(md))
-	}
 	var buf [MaxMetadataKeys]kv
-	return validatePairs(appendPairs(buf[:0], md))
+	pairs, err := collectPairs(buf[:0], md)
+	if err != nil {
+		return err
+	}
+	return validatePairs(pairs)
+}
+
+// collectPairs appends the pairs of md to dst, which has room for
+// MaxMetadataKeys, unless md has too many keys to be valid.
+func collectPairs(dst []kv, md map[string]string) ([]kv, error) {
+	if len(md) > MaxMetadataKeys {
+		return dst, tooManyKeys(len(md))
+	}
+	return appendPairs(dst, md), nil
 }
 
 func tooManyKeys(n int) error {

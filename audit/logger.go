@@ -14,7 +14,8 @@ const DefaultTimeout = 10 * time.Second
 // context, validates it and stores it with the Repository.
 //
 // A Logger is safe for concurrent use. Make one per service at start-up
-// and share it.
+// and share it. A Logger with publishers (see WithPublisher) runs
+// goroutines: call Close at shutdown to drain and stop them.
 type Logger struct {
 	repo        Repository
 	source      string
@@ -69,8 +70,8 @@ func WithTimeout(d time.Duration) Option {
 // looks secret when, compared case-insensitively and with '-' read as '_',
 // it contains one of the fragments. The default fragments are password,
 // secret, token, authorization, cookie, api_key and private_key, so that
-// "X-Api-Key" and "Authorization" are redacted. With no fragments nothing
-// is redacted.
+// "X-Api-Key" and "Authorization" are redacted. Case is folded for ASCII
+// letters only. With no fragments nothing is redacted.
 func WithRedactedKeys(fragments ...string) Option {
 	return func(lg *Logger) { lg.redact = newRedactor(fragments) }
 }
@@ -143,21 +144,27 @@ type pending struct {
 // store completes p.log, validates it and stores it.
 func (lg *Logger) store(ctx context.Context, p *pending) error {
 	l := &p.log
-	var known fieldSet  // fields the Logger filled with values known to be valid
-	var start time.Time // a reading of time.Now for the store's deadline
+	var known fieldSet // fields the Logger filled with values known to be valid
+	// now is a reading of the real clock: for the store's deadline, and for
+	// IDs, which follow the order in which they are made whatever times
+	// callers and clocks give their logs.
+	var now time.Time
 	if l.CreatedAt.IsZero() {
 		l.CreatedAt = lg.now()
 		if lg.realClock {
-			start = l.CreatedAt
+			now = l.CreatedAt
 			known |= fieldCreatedAt
 		}
+	}
+	if now.IsZero() {
+		now = time.Now()
 	}
 	l.CreatedAt = normalizeTime(l.CreatedAt)
 	if l.ID == "" {
 		if lg.newID != nil {
 			l.ID = lg.newID()
 		} else {
-			l.ID = ids.next(l.CreatedAt)
+			l.ID = ids.next(now)
 			known |= fieldID
 		}
 	}
@@ -176,10 +183,7 @@ func (lg *Logger) store(ctx context.Context, p *pending) error {
 		return err
 	}
 
-	if lg.timeout > 0 && start.IsZero() {
-		start = time.Now()
-	}
-	sctx := detach(ctx, lg.timeout, start, &p.ctx)
+	sctx := detach(ctx, lg.timeout, now, &p.ctx)
 	err = lg.repo.Create(sctx, l)
 	p.ctx.stop()
 	if err != nil {
@@ -199,11 +203,11 @@ func (lg *Logger) store(ctx context.Context, p *pending) error {
 func (lg *Logger) metadata(ctx context.Context, l *Log) (map[string]string, fieldSet, error) {
 	c := stateOf(ctx)
 	if c == nil {
-		if len(l.Metadata) > MaxMetadataKeys {
-			return l.Metadata, 0, tooManyKeys(len(l.Metadata))
-		}
 		var buf [MaxMetadataKeys]kv
-		pairs := appendPairs(buf[:0], l.Metadata)
+		pairs, err := collectPairs(buf[:0], l.Metadata)
+		if err != nil {
+			return l.Metadata, 0, err
+		}
 		md, redacted := lg.redact.redact(l.Metadata, pairs)
 		if redacted {
 			return md, 0, validateMetadata(md)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -47,8 +48,10 @@ func TestLoggerLogFillsTheLog(t *testing.T) {
 	if err != nil || id.Version() != 7 {
 		t.Errorf("got ID %q, want a UUIDv7 (%v)", got.ID, err)
 	}
-	if sec, _ := id.Time().UnixTime(); sec != now.Unix() {
-		t.Errorf("got ID time %d, want the log's time %d", sec, now.Unix())
+	// IDs carry the time they were made, which orders them even when a
+	// clock or a caller gives logs other times.
+	if sec, _ := id.Time().UnixTime(); sec < time.Now().Add(-time.Hour).Unix() || sec > time.Now().Add(time.Hour).Unix() {
+		t.Errorf("got ID time %v, want about now", time.Unix(sec, 0))
 	}
 	want := audit.Log{
 		ID: got.ID, OrgID: "org-1", Source: "frontier", Action: "app.project.created",
@@ -133,7 +136,7 @@ func TestLoggerRedaction(t *testing.T) {
 				got := onlyLog(t, repo).Metadata
 				for k, v := range md {
 					want := v
-					if slicesContain(tt.redacted, k) {
+					if slices.Contains(tt.redacted, k) {
 						want = audit.Redacted
 					}
 					if got[k] != want {
@@ -146,15 +149,6 @@ func TestLoggerRedaction(t *testing.T) {
 			}
 		})
 	}
-}
-
-func slicesContain(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func TestLoggerRedactionMakesASecretValid(t *testing.T) {
@@ -400,6 +394,34 @@ func TestLoggerIDsAreOrdered(t *testing.T) {
 		if ids[i] <= ids[i-1] {
 			t.Fatalf("ID %d %s is not after %s", i, ids[i], ids[i-1])
 		}
+	}
+}
+
+func TestLoggerIDsIgnoreOddTimes(t *testing.T) {
+	// A log from 1969 or from a clock far ahead must not push the IDs made
+	// after it away from the present.
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"))
+	ctx := audit.SetActor(context.Background(), audit.Actor{Type: audit.ActorTypeUser})
+	for _, at := range []time.Time{
+		time.Date(1969, 7, 20, 20, 17, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC),
+	} {
+		if err := lg.Record(ctx, &audit.Log{Action: "a", CreatedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	far := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithClock(func() time.Time { return time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC) }))
+	if err := far.Log(ctx, "a", audit.Target{}); !errors.Is(err, audit.ErrInvalidLog) {
+		t.Fatalf("got %v, want a log from year 12000 rejected", err)
+	}
+	l := audit.Log{Action: "a"}
+	if err := lg.Record(ctx, &l); err != nil {
+		t.Fatal(err)
+	}
+	sec, _ := uuid.MustParse(l.ID).Time().UnixTime()
+	if d := time.Since(time.Unix(sec, 0)); d < -time.Hour || d > time.Hour {
+		t.Errorf("got ID time %v after odd times, want about now", time.Unix(sec, 0))
 	}
 }
 

@@ -74,12 +74,12 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 	if err := log.validateFields(); err != nil {
 		return err
 	}
-	if len(log.Metadata) > MaxMetadataKeys {
-		return tooManyKeys(len(log.Metadata))
-	}
 	var buf [MaxMetadataKeys]kv
-	md := appendPairs(buf[:0], log.Metadata)
-	if err := validatePairs(md); err != nil {
+	md, err := collectPairs(buf[:0], log.Metadata)
+	if err == nil {
+		err = validatePairs(md)
+	}
+	if err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {

@@ -38,7 +38,7 @@ func TestMemoryRepositoryOutOfOrderInserts(t *testing.T) {
 		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
 			return c
 		}
-		return cmpString(b.ID, a.ID)
+		return strings.Compare(b.ID, a.ID)
 	}
 	slices.SortFunc(all, newestFirst)
 
@@ -71,16 +71,6 @@ func TestMemoryRepositoryOutOfOrderInserts(t *testing.T) {
 			}
 		}
 	}
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func TestMemoryRepositoryManyIDs(t *testing.T) {

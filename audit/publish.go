@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Publisher delivers stored logs to another system: a webhook, a log
@@ -69,7 +70,7 @@ type PublishStats struct {
 	Enqueued  uint64 // logs put in a publisher's queue
 	Delivered uint64 // Publish returned nil
 	Failed    uint64 // Publish returned an error or panicked
-	Dropped   uint64 // never reached Publish: queue full, Logger closed, drain deadline passed
+	Dropped   uint64 // never reached Publish: queue full, Log's context ended while waiting, Logger closed, drain deadline passed
 }
 
 // PublishOption configures one publisher attached with WithPublisher.
@@ -83,7 +84,9 @@ func PublishName(name string) PublishOption {
 
 // OnlyActions restricts the publisher to logs whose action matches one of
 // the patterns. A pattern is an exact action name, "prefix.*" for every
-// action that starts with "prefix.", or "*" for every action.
+// action that starts with "prefix.", or "*" for every action; a '*'
+// anywhere else is matched as itself. OnlyActions with no patterns
+// restricts nothing.
 func OnlyActions(patterns ...string) PublishOption {
 	return func(p *publisher) { p.only = append(p.only, patterns...) }
 }
@@ -111,10 +114,12 @@ func PublishQueueSize(n int) PublishOption {
 	return func(p *publisher) { p.queueSize = max(1, n) }
 }
 
-// BlockWhenFull makes Logger.Log wait for room in the publisher's queue,
-// until Log's context ends or Close is called, instead of dropping the log
-// from publishing at once. Either way the log is stored first, and a log that is not
-// queued is counted and reported.
+// BlockWhenFull makes Logger.Log wait for room in the publisher's queue —
+// until Log's context ends, Close is called, or the Logger's timeout (see
+// WithTimeout) passes — instead of dropping the log from publishing at
+// once. It trades Log's latency for fewer drops: it is the one way a
+// publisher can hold up Log. Either way the log is stored first, and a
+// log that is not queued is counted and reported.
 func BlockWhenFull() PublishOption {
 	return func(p *publisher) { p.block = true }
 }
@@ -147,9 +152,11 @@ func WithPublisher(p Publisher, opts ...PublishOption) Option {
 
 // WithErrorHandler sets the function that learns of every log a publisher
 // did not deliver, as a *PublishError. It is called from Logger.Log for
-// logs dropped from a full queue and from the publishers' goroutines
-// otherwise, so it must be fast and safe for concurrent use. The default
-// logs each error with slog.Default at level Error.
+// logs that were not queued — the queue was full, Log's context ended
+// while waiting, or the Logger was closed — and from the publishers'
+// goroutines for logs that Publish failed or Close gave up on; so it must
+// be fast and safe for concurrent use. The default logs each error with
+// slog.Default at level Error.
 func WithErrorHandler(h func(error)) Option {
 	return func(lg *Logger) {
 		if h != nil {
@@ -247,40 +254,65 @@ func (lg *Logger) startPublishing() {
 	}
 }
 
-// publish hands a stored log to every publisher that wants it.
+// publish hands a stored log to every publisher that wants it. Logs it
+// could not queue are reported once the lock is released, so that the
+// error handler may do anything, Close included.
 func (lg *Logger) publish(ctx context.Context, stored *Log) {
 	l := *stored
-	ps := &lg.pub
-	ps.mu.RLock()
-	defer ps.mu.RUnlock()
+	var dropped []*PublishError
+	lg.pub.mu.RLock()
 	for _, p := range lg.pubs {
 		if !p.wants(l.Action) {
 			continue
 		}
-		if ps.closed {
-			lg.drop(p, l, ErrClosed)
-			continue
-		}
-		item := queued{ctx: ctx, log: l}
-		select {
-		case p.queue <- item:
-			p.enqueued.Add(1)
-			continue
-		default:
-		}
-		if !p.block {
-			lg.drop(p, l, ErrQueueFull)
-			continue
-		}
-		select {
-		case p.queue <- item:
-			p.enqueued.Add(1)
-		case <-ctx.Done():
-			lg.drop(p, l, fmt.Errorf("%w: %w", ErrQueueFull, context.Cause(ctx)))
-		case <-ps.closing:
-			lg.drop(p, l, ErrClosed)
+		if err := lg.enqueue(ctx, p, l); err != nil {
+			p.dropped.Add(1)
+			dropped = append(dropped, &PublishError{Publisher: p.name, Log: l, Err: err})
 		}
 	}
+	lg.pub.mu.RUnlock()
+	for _, e := range dropped {
+		lg.onError(e)
+	}
+}
+
+// enqueue puts l in p's queue, or returns why it did not; lg.pub.mu must
+// be held for reading. A queue with BlockWhenFull is waited for until ctx
+// ends, Close starts or the Logger's timeout passes.
+func (lg *Logger) enqueue(ctx context.Context, p *publisher, l Log) error {
+	if lg.pub.closed {
+		return ErrClosed
+	}
+	item := queued{ctx: ctx, log: l}
+	// Counted before the send, so that no worker counts the log done before
+	// it is counted queued; taken back if the send fails.
+	p.enqueued.Add(1)
+	select {
+	case p.queue <- item:
+		return nil
+	default:
+	}
+	err := ErrQueueFull
+	if p.block {
+		var timeout <-chan time.Time
+		if lg.timeout > 0 {
+			t := time.NewTimer(lg.timeout)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case p.queue <- item:
+			return nil
+		case <-ctx.Done():
+			err = fmt.Errorf("%w: %w", ErrQueueFull, context.Cause(ctx))
+		case <-timeout:
+			err = fmt.Errorf("%w: waited %v", ErrQueueFull, lg.timeout)
+		case <-lg.pub.closing:
+			err = ErrClosed
+		}
+	}
+	p.enqueued.Add(^uint64(0))
+	return err
 }
 
 func (lg *Logger) drop(p *publisher, l Log, err error) {
@@ -406,6 +438,9 @@ func (lg *Logger) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		ps.cancel()
 		<-done
-		return fmt.Errorf("audit: closing: %d queued logs not published: %w", ps.lost.Load(), context.Cause(ctx))
+		if n := ps.lost.Load(); n > 0 {
+			return fmt.Errorf("audit: closing: %d queued logs not published: %w", n, context.Cause(ctx))
+		}
+		return nil
 	}
 }

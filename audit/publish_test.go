@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -129,7 +130,10 @@ func TestPublishDeliversStoredLogs(t *testing.T) {
 		t.Errorf("filtered publisher got %v, want %v", got, want)
 	}
 	if got := gotValue.Load(); got != "request value" {
-		t.Errorf("Publish saw value %v and an error: want the request's values, not its cancellation", got)
+		t.Errorf("Publish saw value %v, want the request's values", got)
+	}
+	if got, want := lg2.Stats(), (audit.PublishStats{Enqueued: 1, Delivered: 1}); got != want {
+		t.Errorf("got stats %+v, want %+v: Publish must not see the request's cancellation", got, want)
 	}
 	stored, _ := repo.List(context.Background(), audit.Filter{Action: "app.user.created"})
 	if len(stored) != 1 || all.logs[0].ID != stored[0].ID {
@@ -328,6 +332,135 @@ func TestPublishCloseFreesBlockedLogs(t *testing.T) {
 	if closed != 1 {
 		t.Errorf("got reports %v, want the blocked log reported with ErrClosed", seen.all())
 	}
+}
+
+func TestPublishFilterPatterns(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		only, except []string
+		want         []string
+	}{
+		{"everything", nil, nil, []string{"a", "a.b", "a.b.c", "b.c", "a*"}},
+		{"star", []string{"*"}, nil, []string{"a", "a.b", "a.b.c", "b.c", "a*"}},
+		{"no patterns restrict nothing", []string{}, nil, []string{"a", "a.b", "a.b.c", "b.c", "a*"}},
+		{"prefix needs the dot", []string{"a.*"}, nil, []string{"a.b", "a.b.c"}},
+		{"a star elsewhere is literal", []string{"a*"}, nil, []string{"a*"}},
+		{"except after only", []string{"a.*"}, []string{"a.b.*"}, []string{"a.b"}},
+		{"except alone", nil, []string{"a.b", "b.*"}, []string{"a", "a.b.c", "a*"}},
+		{"except everything", nil, []string{"*"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+				audit.WithPublisher(rec, audit.OnlyActions(tt.only...), audit.ExceptActions(tt.except...)))
+			for _, a := range []string{"a", "a.b", "a.b.c", "b.c", "a*"} {
+				if err := lg.Log(userCtx, a, audit.Target{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mustClose(t, lg)
+			if got := rec.actions(); !slices.Equal(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPublishSharedNamesAddUp(t *testing.T) {
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(&recorder{}, audit.PublishName("hook")),
+		audit.WithPublisher(&recorder{}, audit.PublishName("hook")))
+	if err := lg.Log(userCtx, "a", audit.Target{}); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, lg)
+	if got, want := lg.PublisherStats(), map[string]audit.PublishStats{"hook": {Enqueued: 2, Delivered: 2}}; !maps.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestPublishErrorHandlerMayClose(t *testing.T) {
+	// The handler runs outside the Logger's locks: closing from it, on the
+	// first dropped log, must not deadlock.
+	var lg *audit.Logger
+	release := make(chan struct{})
+	var closeErr atomic.Value
+	var once sync.Once
+	lg = audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(context.Context, audit.Log) error {
+			<-release
+			return nil
+		}), audit.PublishQueueSize(1)),
+		audit.WithErrorHandler(func(error) {
+			once.Do(func() {
+				close(release)
+				closeErr.Store(fmt.Sprint(lg.Close(context.Background())))
+			})
+		}),
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 3 {
+			if err := lg.Log(userCtx, "a", audit.Target{}); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("an error handler that closes the Logger deadlocked Log")
+	}
+	if got := closeErr.Load(); got != "<nil>" {
+		t.Errorf("Close from the handler: %v", got)
+	}
+	checkNoPublishGoroutines(t)
+}
+
+func TestPublishBlockWhenFullIsBounded(t *testing.T) {
+	// With a context that never ends, the wait for room is bounded by the
+	// Logger's timeout.
+	release := make(chan struct{})
+	seen := &errorsSeen{}
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"), audit.WithTimeout(30*time.Millisecond),
+		audit.WithPublisher(audit.PublisherFunc(func(context.Context, audit.Log) error {
+			<-release
+			return nil
+		}), audit.PublishQueueSize(1), audit.BlockWhenFull()),
+		audit.WithErrorHandler(seen.handle),
+	)
+	for len(seen.all()) == 0 {
+		if err := lg.Log(userCtx, "a", audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if errs := seen.all(); len(errs) != 1 || !errors.Is(errs[0], audit.ErrQueueFull) {
+		t.Errorf("got %v, want one log dropped after waiting", errs)
+	}
+	close(release)
+	mustClose(t, lg)
+	if st := lg.Stats(); st.Enqueued != st.Delivered || st.Dropped != 1 {
+		t.Errorf("got %+v, want every queued log delivered and one dropped", st)
+	}
+}
+
+func TestPublishCloseLateButComplete(t *testing.T) {
+	// A Close whose context is already done, on a Logger with nothing left
+	// to publish, lost nothing and says so.
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"), audit.WithPublisher(&recorder{}))
+	if err := lg.Log(userCtx, "a", audit.Target{}); err != nil {
+		t.Fatal(err)
+	}
+	for lg.Stats().Delivered != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := lg.Close(ctx); err != nil {
+		t.Errorf("got %v, want nil: nothing was lost", err)
+	}
+	checkNoPublishGoroutines(t)
 }
 
 func TestPublishCloseDrainsAndReports(t *testing.T) {

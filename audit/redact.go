@@ -60,20 +60,9 @@ func (r *redactor) secret(key string) bool {
 	return false
 }
 
-// apply returns md with the values of secret keys replaced by Redacted. It
-// returns md itself when nothing needs redacting, and never modifies md.
-func (r *redactor) apply(md map[string]string) map[string]string {
-	var buf [MaxMetadataKeys]kv
-	pairs := buf[:0]
-	if len(md) > MaxMetadataKeys {
-		pairs = nil
-	}
-	out, _ := r.redact(md, appendPairs(pairs, md))
-	return out
-}
-
-// redact is apply for a map whose pairs are also given as a slice. It
-// reports whether it redacted anything.
+// redact returns md, whose pairs are also given as a slice, with the
+// values of secret keys replaced by Redacted, and whether it replaced any.
+// It returns md itself when nothing needs redacting, and never modifies md.
 func (r *redactor) redact(md map[string]string, pairs []kv) (map[string]string, bool) {
 	var out map[string]string
 	for _, p := range pairs {

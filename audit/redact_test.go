@@ -23,18 +23,21 @@ func TestRedactorSecret(t *testing.T) {
 	}
 }
 
-func TestRedactorApply(t *testing.T) {
+func TestRedactorRedact(t *testing.T) {
 	r := newRedactor(defaultRedactedKeys)
+	redact := func(md map[string]string) (map[string]string, bool) {
+		return r.redact(md, appendPairs(nil, md))
+	}
 	md := map[string]string{"ip": "1", "token": "t"}
-	out := r.apply(md)
-	if out["token"] != Redacted || out["ip"] != "1" || md["token"] != "t" {
-		t.Errorf("got %v from %v", out, md)
+	out, changed := redact(md)
+	if !changed || out["token"] != Redacted || out["ip"] != "1" || md["token"] != "t" {
+		t.Errorf("got %v, %v from %v", out, changed, md)
 	}
 	plain := map[string]string{"ip": "1"}
-	if out := r.apply(plain); len(out) != 1 || out["ip"] != "1" {
-		t.Errorf("got %v, want the map unchanged", out)
+	if out, changed := redact(plain); changed || len(out) != 1 || out["ip"] != "1" {
+		t.Errorf("got %v, %v, want the map unchanged", out, changed)
 	}
-	if out := r.apply(nil); out != nil {
-		t.Errorf("got %v, want nil", out)
+	if out, changed := redact(nil); changed || out != nil {
+		t.Errorf("got %v, %v, want nil", out, changed)
 	}
 }

@@ -29,9 +29,16 @@ type ValidationError struct {
 	err    error
 }
 
-func (e *ValidationError) Error() string { return e.err.Error() + ": " + e.Field + " " + e.Reason }
+func (e *ValidationError) Error() string {
+	prefix := "audit: invalid"
+	if e.err != nil {
+		prefix = e.err.Error()
+	}
+	return prefix + ": " + e.Field + " " + e.Reason
+}
 
-// Unwrap returns ErrInvalidLog or ErrInvalidFilter.
+// Unwrap returns ErrInvalidLog or ErrInvalidFilter for errors made by
+// Validate; repositories return those errors as they are.
 func (e *ValidationError) Unwrap() error { return e.err }
 
 func invalidLog(field, reason string) error {
