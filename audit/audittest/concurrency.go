@@ -35,6 +35,8 @@ func checkContextDone(t *testing.T, k *kit) {
 		}
 		if err := repo.Create(c.ctx, &l); err == nil {
 			t.Errorf("Create(%s) with a %s ctx: got nil error, want an error: %s", fmtLog(l), c.name, k.rule)
+		} else if _, err := repo.GetByID(bg, l.ID); !errors.Is(err, audit.ErrNotFound) {
+			t.Errorf("GetByID(%q) after Create failed with a %s ctx: got %v, want ErrNotFound: a Create given a done ctx stores nothing: %s", l.ID, c.name, err, k.rule)
 		}
 		if page, err := repo.List(c.ctx, audit.Filter{}); err == nil {
 			t.Errorf("List(Filter{}) with a %s ctx: got %d logs and nil error, want an error: %s", c.name, len(page), k.rule)

@@ -56,7 +56,8 @@
 //     newer logs are written, between its pages and concurrently.
 //   - TenantIsolation: with Filter.OrgID set, no other org's log is ever
 //     returned, whatever the other fields and the cursor.
-//   - ContextDone: Create, List and GetByID fail with a done ctx.
+//   - ContextDone: Create, List and GetByID fail with a done ctx, and a
+//     Create that failed so stored nothing.
 //   - ConcurrentUse: many goroutines create, read and list at once; a log
 //     can be read once Create returned; of concurrent Creates of one ID
 //     exactly one succeeds. Run it with -race.
@@ -72,7 +73,7 @@
 // case; it must return a repository that holds no logs. Against a
 // database that is typically a new schema, or emptied tables, per call.
 // The kit uses only the three methods of audit.Repository and stores at
-// most 1,500 logs in one repository. SkipLarge leaves out the
+// most 1,615 logs in one repository. SkipLarge leaves out the
 // largest cases for quick local runs; Parallel runs the subtests in
 // parallel when the repositories newRepo returns share nothing.
 package audittest
