@@ -34,6 +34,13 @@ const (
 //     Internal Server Error when it returns an error, so that the sender
 //     retries; the webhook-id is then not remembered as accepted.
 //
+// A handler that panics is treated as one that failed: the webhook-id is
+// no longer in progress nor accepted, so the sender's retry is handled
+// again. The Receiver does not recover the panic, which would hide it: it
+// goes on up the stack, where net/http logs it and drops the connection
+// (the sender sees a network error and retries), unless a recovery
+// middleware around the Receiver answers first.
+//
 // The handler runs while the sender waits for the response: it should be
 // quick, and hand long work to something else. A Receiver remembers
 // accepted IDs in memory, for a bounded time and number: behind several
@@ -161,12 +168,22 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this webhook-id is being handled", http.StatusServiceUnavailable)
 		return
 	}
+	// Unless the handler returns nil, the ID must stop being "in progress",
+	// or every retry of it would get 503 for the life of the Receiver. The
+	// abort is deferred so that it also runs when the handler panics: the
+	// panic then goes on, to net/http or the caller's recovery middleware.
+	done := false
+	defer func() {
+		if !done {
+			rc.seen.abort(e.ID)
+		}
+	}()
 	if err := rc.handle(r.Context(), e); err != nil {
-		rc.seen.abort(e.ID)
 		http.Error(w, "handling the event failed", http.StatusInternalServerError)
 		return
 	}
 	rc.seen.accept(e.ID, rc.now())
+	done = true
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -157,6 +159,58 @@ func TestReceiverInProgressDuplicate(t *testing.T) {
 	}
 	if n := handled.Load(); n != 1 {
 		t.Errorf("got %d handler calls, want 1", n)
+	}
+}
+
+// TestReceiverHandlerPanics: a handler that panics does not leave its
+// webhook-id "in progress", where every retry would get 503 for good. The
+// panic itself goes on, for net/http or a recovery middleware.
+func TestReceiverHandlerPanics(t *testing.T) {
+	var handled atomic.Int32
+	rc := mustReceiver(t, []string{secretA}, func(webhook.Event) error {
+		if handled.Add(1) == 1 {
+			panic("handler bug")
+		}
+		return nil
+	})
+	req := signedRequest(t, secretA, 1, time.Now())
+	func() {
+		defer func() {
+			if v := recover(); v != "handler bug" {
+				t.Errorf("got panic %v, want the handler's panic to go on up the stack", v)
+			}
+		}()
+		serve(rc, req)
+	}()
+	if w := serve(rc, req); w.Code != http.StatusNoContent || handled.Load() != 2 {
+		t.Errorf("retry after a panic: got status %d after %d calls, want 204 after 2", w.Code, handled.Load())
+	}
+	if w := serve(rc, req); w.Code != http.StatusNoContent || handled.Load() != 2 {
+		t.Errorf("duplicate after the retry: got status %d after %d calls, want 204 and no new call", w.Code, handled.Load())
+	}
+}
+
+// TestPublishRetriesAfterReceiverPanics: over a real server, net/http
+// recovers the handler's panic and drops the connection; the Publisher
+// retries, and the Receiver handles the retry instead of answering 503.
+func TestPublishRetriesAfterReceiverPanics(t *testing.T) {
+	var handled atomic.Int32
+	rc := mustReceiver(t, []string{secretA}, func(webhook.Event) error {
+		if handled.Add(1) == 1 {
+			panic("handler bug")
+		}
+		return nil
+	})
+	srv := httptest.NewUnstartedServer(rc)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the panic's stack trace
+	srv.Start()
+	t.Cleanup(srv.Close)
+	p := mustPublisher(t, []webhook.Endpoint{{URL: srv.URL, Secrets: []string{secretA}}}, webhook.WithRetry(fastRetry))
+	if err := p.Publish(context.Background(), testLog(1)); err != nil {
+		t.Errorf("got %v, want delivered by the retry", err)
+	}
+	if n := handled.Load(); n != 2 {
+		t.Errorf("got %d handler calls, want 2: the one that panicked, and the retry", n)
 	}
 }
 
