@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -541,6 +542,7 @@ func TestNewPublisherRejectsBadConfig(t *testing.T) {
 		{"no attempts", []webhook.Endpoint{ok}, []webhook.Option{webhook.WithRetry(webhook.RetryPolicy{Base: time.Second, Max: time.Second})}},
 		{"zero base", []webhook.Endpoint{ok}, []webhook.Option{webhook.WithRetry(webhook.RetryPolicy{Attempts: 3, Max: time.Second})}},
 		{"max below base", []webhook.Endpoint{ok}, []webhook.Option{webhook.WithRetry(webhook.RetryPolicy{Attempts: 3, Base: time.Second, Max: time.Millisecond})}},
+		{"max beyond 24h", []webhook.Endpoint{ok}, []webhook.Option{webhook.WithRetry(webhook.RetryPolicy{Attempts: 3, Base: time.Second, Max: math.MaxInt64})}},
 		{"nil clock", []webhook.Endpoint{ok}, []webhook.Option{webhook.WithClock(nil)}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

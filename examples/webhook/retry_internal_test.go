@@ -1,7 +1,9 @@
 package webhook
 
 import (
+	"math"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -32,6 +34,63 @@ func TestRetryPolicyDelay(t *testing.T) {
 	}
 	if d := rp.delay(1, time.Hour); d != rp.Max {
 		t.Errorf("delay(1, Retry-After 1h): got %s, want Max (%s)", d, rp.Max)
+	}
+}
+
+// TestRetryPolicyWorstCase pins the worst case the RetryPolicy doc and
+// the README state for the defaults: every attempt times out, and every
+// wait is as long as Max because each response asked for it.
+func TestRetryPolicyWorstCase(t *testing.T) {
+	rp := DefaultRetryPolicy()
+	attempts := time.Duration(rp.Attempts) * DefaultAttemptTimeout
+	waits := time.Duration(rp.Attempts-1) * rp.delay(1, time.Hour) // Retry-After beyond Max: Max
+	if got := attempts + waits; got != 4*time.Minute {
+		t.Errorf("got a worst case of %s (%s of attempts, %s of waits), want the documented 4m", got, attempts, waits)
+	}
+	var jitterOnly time.Duration
+	for n := 1; n < rp.Attempts; n++ {
+		jitterOnly += rp.bound(n)
+	}
+	if jitterOnly != 31*time.Second {
+		t.Errorf("got waits of at most %s without Retry-After, want the documented 31s", jitterOnly)
+	}
+}
+
+func TestRetryPolicyValidate(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		rp   RetryPolicy
+		want string // in the error; "" for a valid policy
+	}{
+		{"default", DefaultRetryPolicy(), ""},
+		{"longest delays", RetryPolicy{Attempts: 3, Base: maxRetryDelay, Max: maxRetryDelay}, ""},
+		{"no attempts", RetryPolicy{Base: time.Second, Max: time.Second}, "Attempts"},
+		{"zero base", RetryPolicy{Attempts: 3, Max: time.Second}, "Base"},
+		{"max below base", RetryPolicy{Attempts: 3, Base: time.Second, Max: time.Millisecond}, "at least Base"},
+		{"max of MaxInt64", RetryPolicy{Attempts: 3, Base: time.Second, Max: math.MaxInt64}, "Max is 2562047h47m16.854775807s, want at most 24h0m0s"},
+		{"base of MaxInt64", RetryPolicy{Attempts: 3, Base: math.MaxInt64, Max: math.MaxInt64}, "Base is 2562047h47m16.854775807s, want at most 24h0m0s"},
+		{"max just beyond", RetryPolicy{Attempts: 3, Base: time.Second, Max: maxRetryDelay + 1}, "want at most 24h0m0s"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.rp.validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("got %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("got %v, want an error with %q", err, tt.want)
+			case err != nil:
+				return
+			}
+			// A valid policy never makes rand.N panic or the backoff
+			// overflow, whatever the attempt and the Retry-After.
+			for _, n := range []int{1, 2, 40, 1000} {
+				for _, ra := range []time.Duration{0, time.Hour, math.MaxInt64} {
+					if d := tt.rp.delay(n, ra); d < 0 || d > tt.rp.Max {
+						t.Errorf("delay(%d, %s): got %s, want within [0, %s]", n, ra, d, tt.rp.Max)
+					}
+				}
+			}
+		})
 	}
 }
 
