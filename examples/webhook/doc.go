@@ -35,7 +35,10 @@
 // over when the process stops is reported as not published, not kept. A
 // service that must deliver every log across restarts should read its
 // audit Repository (whose logs are never lost) instead of relying on
-// retries alone.
+// retries alone. Logs can become visible there slightly out of CreatedAt
+// order (writes in flight, clock skew between replicas), so successive
+// catch-up windows should overlap by a margin, with duplicates dropped by
+// ID, which is also the webhook-id.
 //
 // # Receiving
 //
