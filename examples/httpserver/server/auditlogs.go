@@ -208,7 +208,7 @@ func (s *Server) listAuditLogs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.errorLog.ErrorContext(ctx, "listing audit logs", "err", err)
-		_ = s.record(ctx, ActionAuditLogListed, target, audit.OutcomeFailure, "reason", "storage_error")
+		_ = s.record(ctx, ActionAuditLogListed, target, audit.OutcomeFailure, "reason", reasonStorageError)
 		writeError(w, http.StatusInternalServerError, "the audit logs could not be read; try again later")
 		return
 	}

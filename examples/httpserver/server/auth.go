@@ -82,6 +82,7 @@ const (
 	reasonInvalidRequest = "invalid_request"
 	reasonNotFound       = "not_found"
 	reasonConflict       = "conflict"
+	reasonStorageError   = "storage_error" // the repository failed to list logs
 )
 
 // lookup returns the principal of r's bearer token, or why there is none.

@@ -42,8 +42,9 @@
 //
 // Every change, every failed attempt and every denial writes one log with
 // the outcome metadata key: success, failure (with a "reason": not_found,
-// conflict, invalid_request) or denied (reason admin_required,
-// missing_token or invalid_token). Denials are the events an audit trail
+// conflict, invalid_request, or storage_error when the repository fails to
+// list logs) or denied (reason admin_required, missing_token or
+// invalid_token). Denials are the events an audit trail
 // exists for, so none is skipped.
 //
 // A change is made only if its audit log was stored: the project store

@@ -565,6 +565,39 @@ func TestUnauditedChangesAreNotMade(t *testing.T) {
 	e.mustDo(t, call{method: "DELETE", path: "/projects/" + id, token: alice}, http.StatusNoContent)
 }
 
+// listFailingRepository fails List while fail is set.
+type listFailingRepository struct {
+	audit.Repository
+	fail atomic.Bool
+}
+
+func (r *listFailingRepository) List(ctx context.Context, f audit.Filter) ([]audit.Log, error) {
+	if r.fail.Load() {
+		return nil, errStorageDown
+	}
+	return r.Repository.List(ctx, f)
+}
+
+// TestListStorageError checks that a listing the repository fails is
+// answered 500 and recorded as a failure with reason storage_error.
+func TestListStorageError(t *testing.T) {
+	repo := &listFailingRepository{Repository: audit.NewMemoryRepository()}
+	e := newEnv(t, func(c *server.Config) { c.Repository = repo })
+	e.createProject(t, alice, "apollo")
+
+	repo.fail.Store(true)
+	r := e.mustDo(t, call{method: "GET", path: "/audit-logs", token: alice}, http.StatusInternalServerError)
+	if strings.Contains(string(r.body), errStorageDown.Error()) {
+		t.Errorf("got %s, want the storage error kept from the client", r.body)
+	}
+	repo.fail.Store(false)
+	checkLog(t, e.newest(t), r, wantLog{action: server.ActionAuditLogListed, org: "acme", actorID: "user-alice",
+		outcome: audit.OutcomeFailure, reason: "storage_error", targetType: "audit_log"})
+	if !strings.Contains(e.errLog.String(), errStorageDown.Error()) {
+		t.Errorf("got error log %s, want the storage error in it", e.errLog)
+	}
+}
+
 // TestConcurrentRequests runs requests of both orgs in parallel, for the
 // race detector, and checks that each success wrote exactly one log.
 func TestConcurrentRequests(t *testing.T) {
