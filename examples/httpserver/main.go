@@ -24,7 +24,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, nil)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "httpserver:", err)
@@ -33,8 +33,9 @@ func main() {
 }
 
 // run is main with its surroundings passed in, for tests: it serves until
-// ctx ends.
-func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+// ctx ends. ready, if not nil, learns the server's URL once it is
+// listening and its start-up message is written to out.
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer, ready func(string)) error {
 	env := func(key, def string) string {
 		if v := getenv(key); v != "" {
 			return v
@@ -78,5 +79,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	return server.Run(ctx, *addr, srv, func(baseURL string) {
 		fmt.Fprintf(out, "projects-api listening on %s (audit trail in memory; Ctrl-C stops)\n\n", baseURL)
 		server.PrintDemoUsage(out, baseURL)
+		if ready != nil {
+			ready(baseURL)
+		}
 	})
 }

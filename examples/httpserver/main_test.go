@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -18,20 +17,19 @@ func TestRunServesAndStops(t *testing.T) {
 	defer cancel()
 	var out syncBuffer
 	env := map[string]string{"ADDR": "127.0.0.1:0", "DATABASE_URL": "postgres://example"}
+	baseURL := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &out) }()
-
-	urlRE := regexp.MustCompile(`listening on (http://\S+)`)
+	go func() {
+		done <- run(ctx, nil, func(k string) string { return env[k] }, &out, func(u string) { baseURL <- u })
+	}()
 	var base string
-	for deadline := time.Now().Add(5 * time.Second); base == ""; {
-		if m := urlRE.FindStringSubmatch(out.String()); m != nil {
-			base = m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("got no address in the output:\n%s", out.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case base = <-baseURL:
+	case err := <-done:
+		t.Fatalf("run stopped before serving: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"demo-alice", "demo-carol", "curl", "DATABASE_URL is set"} {
+	// ready runs after the start-up message is written: it is all there.
+	for _, want := range []string{"listening on " + base, "demo-alice", "demo-carol", "curl", "DATABASE_URL is set"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("got output without %q:\n%s", want, out.String())
 		}
@@ -74,7 +72,8 @@ func TestRunRejectsBadSettings(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out syncBuffer
-			err := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, &out)
+			err := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, &out,
+				func(string) { t.Error("got ready, want run to fail before serving") })
 			if err == nil {
 				t.Fatal("got no error, want one")
 			}
