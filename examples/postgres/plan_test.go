@@ -85,7 +85,7 @@ func TestListUsesIndex(t *testing.T) {
 				t.Errorf("plan does not stop at the page's Limit:\n%s", plan)
 			}
 			// The work is one page's, whatever the size of the table.
-			if n := pageBuffers(plan); n > maxPageBuffers {
+			if n := pageBuffers(t, plan); n > maxPageBuffers {
 				t.Errorf("the page touched %d buffers, want at most %d:\n%s", n, maxPageBuffers, plan)
 			}
 		})
@@ -100,11 +100,17 @@ const maxPageBuffers = 300
 
 var buffersRE = regexp.MustCompile(`Buffers: shared( hit=(\d+))?( read=(\d+))?`)
 
-// pageBuffers returns the buffers the plan's top node touched.
-func pageBuffers(plan string) int {
-	m := buffersRE.FindStringSubmatch(plan)
-	if m == nil {
-		return 0
+// pageBuffers returns the buffers the plan's top node touched. Nodes are
+// printed top first, and a node's count includes its children's, so the
+// first Buffers line of the nodes (before the planner's own, under
+// "Planning:") is the top node's. A plan without one fails the test: the
+// bound on buffers would check nothing.
+func pageBuffers(t *testing.T, plan string) int {
+	t.Helper()
+	nodes, _, _ := strings.Cut(plan, "\nPlanning")
+	m := buffersRE.FindStringSubmatch(nodes)
+	if m == nil || m[1] == "" && m[3] == "" {
+		t.Fatalf("the plan has no Buffers: shared hit=... read=... line; was it made with EXPLAIN (ANALYZE, BUFFERS)?\n%s", plan)
 	}
 	hit, _ := strconv.Atoi(m[2])
 	read, _ := strconv.Atoi(m[4])
