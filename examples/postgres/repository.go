@@ -95,8 +95,9 @@ func WithMaxWait(d time.Duration) Option {
 }
 
 // WithWriteTimeout bounds how long group commit waits for one batch to be
-// written before it gives every log in it the error. A value <= 0 removes
-// the bound. The default is DefaultWriteTimeout.
+// written, the statements that find a rejected row included, before it
+// gives the logs it has not written the error. A value <= 0 removes the
+// bound. The default is DefaultWriteTimeout.
 func WithWriteTimeout(d time.Duration) Option {
 	return func(r *Repository) { r.writeTimeout = d }
 }

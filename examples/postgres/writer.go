@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,10 +28,25 @@ import (
 // INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id: a row whose id is
 // not returned was the duplicate. If the server rejected some row for
 // another reason, each row is written alone, so that one bad log does not
-// fail its neighbors.
+// fail its neighbors. Any other error (the server out of connections,
+// shutting down or read-only, a statement timeout, a lost connection) is
+// no row's fault: every caller of the batch gets it, rather than the
+// server getting a thousand more statements that would fail the same way.
 
 // uniqueViolation is the SQLSTATE of a duplicate key.
 const uniqueViolation = "23505"
+
+// rowError reports whether err is one that a single row can cause, which
+// writing the rows one at a time narrows down to the rows at fault: a
+// data exception (SQLSTATE class 22, such as a value out of range) or an
+// integrity constraint violation (class 23, such as a CHECK a DBA added).
+func rowError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")
+}
 
 // Request states: a queued request may be abandoned by its caller, or
 // taken by a writer, whichever happens first.
@@ -52,8 +68,11 @@ type request struct {
 // It validates log (an error wrapping audit.ErrInvalidLog, from
 // Log.Validate) and hands a copy to group commit, then waits until that
 // copy is committed, or for the error that kept it from being stored: an
-// error wrapping audit.ErrAlreadyExists for a duplicate ID, or the
-// database's error for this log alone.
+// error wrapping audit.ErrAlreadyExists for a duplicate ID, the database's
+// error for this log alone when it rejected this log's data (SQLSTATE
+// classes 22 and 23), or, when the batch failed for a reason that is no
+// row's fault (no connection, the server shutting down, a timeout), that
+// error, which every log of the batch gets.
 //
 // If ctx ends while the log waits for a batch, Create returns ctx's error
 // and the log is never written. If ctx ends while its batch is being
@@ -97,15 +116,25 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 
 // createAlone writes one row with its own statement.
 func (r *Repository) createAlone(ctx context.Context, rw *row) error {
-	var id string
-	err := r.pool.QueryRow(ctx, r.insertOneSQL, rw.values()...).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) { // ON CONFLICT DO NOTHING
-		return fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, rw.id)
-	}
+	inserted, err := r.insertOne(ctx, rw)
 	if err != nil {
 		return fmt.Errorf("postgres audit: create %q: %w", rw.id, err)
 	}
+	if !inserted { // ON CONFLICT DO NOTHING
+		return fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, rw.id)
+	}
 	return nil
+}
+
+// insertOne writes one row with its own statement, unless its ID is
+// stored already, and reports whether it did.
+func (r *Repository) insertOne(ctx context.Context, rw *row) (bool, error) {
+	var id string
+	err := r.pool.QueryRow(ctx, r.insertOneSQL, rw.values()...).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // batch holds the rows of one INSERT as the column arrays it sends.
@@ -294,23 +323,40 @@ func (r *Repository) flush(buf []byte, reqs []*request) []byte {
 			return buf
 		}
 	}
-	if errors.As(err, &pgErr) {
-		// The server rejected a row (or canceled the statement), and
-		// nothing was committed: find out which rows fail, one at a time.
-		cancel()
-		for _, req := range reqs {
-			ctx, cancel := r.batchContext()
-			req.done <- r.createAlone(ctx, &req.row)
-			cancel()
+	if rowError(err) {
+		// The server rejected a row, and nothing was committed: find out
+		// which rows fail, one at a time, within what is left of the
+		// batch's deadline. Should an error that is no row's fault come
+		// up meanwhile, the rows not yet written get it without a try.
+		for i, req := range reqs {
+			inserted, err := r.insertOne(ctx, &req.row)
+			switch {
+			case err == nil && inserted:
+				req.done <- nil
+			case err == nil:
+				req.done <- fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, req.row.id)
+			case rowError(err):
+				req.done <- fmt.Errorf("postgres audit: create %q: %w", req.row.id, err)
+			default:
+				failAll(reqs[i:], err)
+				return buf
+			}
 		}
 		return buf
 	}
-	// No connection, or it failed or timed out: the batch may or may not
-	// have been committed, and every row in it shares that fate.
+	// No connection, or it failed or timed out, or the server failed the
+	// statement for a reason no row is to blame for: every row of the
+	// batch shares the outcome. (If the connection failed, the batch may
+	// or may not have been committed.)
+	failAll(reqs, err)
+	return buf
+}
+
+// failAll gives err to every request of reqs.
+func failAll(reqs []*request, err error) {
 	for _, req := range reqs {
 		req.done <- fmt.Errorf("postgres audit: create %q: %w", req.row.id, err)
 	}
-	return buf
 }
 
 // copyRows sends data, a binary COPY made by appendCopyRow, with one COPY

@@ -76,17 +76,23 @@ func TestFlushIsolatesFailures(t *testing.T) {
 	if err := r.Create(ctx, &stored); err != nil {
 		t.Fatal(err)
 	}
-	// A rule of this service's DBA, which no Validate knows about.
-	if err := exec(t, schema, "ALTER TABLE audit_logs ADD CONSTRAINT no_forbidden CHECK (action <> 'app.forbidden')"); err != nil {
+	// Rules of this service's DBA, which no Validate knows about: one
+	// fails with an integrity constraint violation (SQLSTATE 23514), the
+	// other with a data exception (22P02, "abc" is no integer).
+	if err := exec(t, schema, `ALTER TABLE audit_logs
+		ADD CONSTRAINT no_forbidden CHECK (action <> 'app.forbidden'),
+		ADD CONSTRAINT n_positive CHECK ((metadata->>'n')::integer > 0)`); err != nil {
 		t.Fatal(err)
 	}
 	bad := makeLog("bad")
 	bad.Action = "app.forbidden"
+	badData := makeLog("bad-data")
+	badData.Metadata = map[string]string{"n": "abc"}
 	var (
-		ok      = func(err error) bool { return err == nil }
-		dup     = func(err error) bool { return errors.Is(err, audit.ErrAlreadyExists) }
-		pgErr   *pgconn.PgError
-		refused = func(err error) bool { return errors.As(err, &pgErr) && pgErr.Code == "23514" }
+		ok       = func(err error) bool { return err == nil }
+		dup      = func(err error) bool { return errors.Is(err, audit.ErrAlreadyExists) }
+		refused  = func(err error) bool { return sqlState(err) == "23514" }
+		badValue = func(err error) bool { return sqlState(err) == "22P02" }
 	)
 	for _, batch := range []struct {
 		logs  []audit.Log
@@ -95,31 +101,162 @@ func TestFlushIsolatesFailures(t *testing.T) {
 		{[]audit.Log{makeLog("good-1"), stored, makeLog("good-2")}, []func(error) bool{ok, dup, ok}},
 		{[]audit.Log{makeLog("good-3"), stored, bad, makeLog("good-4")}, []func(error) bool{ok, dup, refused, ok}},
 		{[]audit.Log{makeLog("good-5"), bad, makeLog("good-6")}, []func(error) bool{ok, refused, ok}},
+		{[]audit.Log{makeLog("good-7"), badData, makeLog("good-8")}, []func(error) bool{ok, badValue, ok}},
 	} {
-		var reqs []*request
-		for i := range batch.logs {
-			rw, err := newRow(&batch.logs[i])
-			if err != nil {
-				t.Fatal(err)
-			}
-			req := &request{row: rw, done: make(chan error, 1)}
-			req.state.Store(taken)
-			reqs = append(reqs, req)
-		}
-		r.flush(nil, reqs)
-		for i, want := range batch.wants {
-			if err := <-reqs[i].done; !want(err) {
+		for i, err := range flushLogs(t, r, batch.logs) {
+			if !batch.wants[i](err) {
 				t.Errorf("log %s: unexpected result %v", batch.logs[i].ID, err)
 			}
 		}
 	}
-	for _, id := range []string{"good-1", "good-2", "good-3", "good-4", "good-5", "good-6"} {
+	for _, id := range []string{"good-1", "good-2", "good-3", "good-4", "good-5", "good-6", "good-7", "good-8"} {
 		if _, err := r.GetByID(ctx, id); err != nil {
 			t.Errorf("GetByID(%s): %v; want the neighbors of a bad log stored", id, err)
 		}
 	}
-	if _, err := r.GetByID(ctx, "bad"); !errors.Is(err, audit.ErrNotFound) {
-		t.Errorf("GetByID(bad): got %v, want ErrNotFound", err)
+	for _, id := range []string{"bad", "bad-data"} {
+		if _, err := r.GetByID(ctx, id); !errors.Is(err, audit.ErrNotFound) {
+			t.Errorf("GetByID(%s): got %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+// flushLogs writes logs as one batch of group commit, and returns each
+// caller's result.
+func flushLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
+	t.Helper()
+	reqs := make([]*request, len(logs))
+	for i := range logs {
+		rw, err := newRow(&logs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs[i] = &request{row: rw, done: make(chan error, 1)}
+		reqs[i].state.Store(taken)
+	}
+	r.flush(nil, reqs)
+	errs := make([]error, len(reqs))
+	for i, req := range reqs {
+		errs[i] = <-req.done
+	}
+	return errs
+}
+
+// sqlState returns the SQLSTATE of the server's error in err, or "".
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+// TestFlushServerErrors fails every INSERT of a table with a given
+// SQLSTATE, and counts the statements: a batch is retried row by row only
+// for a data exception (class 22) or a constraint violation (class 23),
+// which one row can cause. Any other error fails the whole batch at once,
+// every caller getting the server's error with its own log's ID.
+func TestFlushServerErrors(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t)
+	ctx := context.Background()
+	if err := exec(t, schema, `CREATE SEQUENCE inserts;
+		CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql
+		SET search_path FROM CURRENT AS $$
+		BEGIN
+			PERFORM nextval('inserts');
+			RAISE EXCEPTION 'refused by the test' USING ERRCODE = TG_ARGV[0];
+		END
+		$$`); err != nil {
+		t.Fatal(err)
+	}
+	logs := []audit.Log{makeLog("a"), makeLog("b"), makeLog("c")}
+	for _, tt := range []struct {
+		code       string
+		statements int
+	}{
+		{"23514", 1 + len(logs)}, // check_violation
+		{"22003", 1 + len(logs)}, // numeric_value_out_of_range
+		{"53300", 1},             // too_many_connections
+		{"57014", 1},             // query_canceled: a statement timeout
+		{"57P01", 1},             // admin_shutdown
+		{"25006", 1},             // read_only_sql_transaction: a standby
+		{"42501", 1},             // insufficient_privilege
+	} {
+		if err := exec(t, schema, fmt.Sprintf(`SELECT setval('inserts', 1, false);
+			DROP TRIGGER IF EXISTS fail_insert ON audit_logs;
+			CREATE TRIGGER fail_insert BEFORE INSERT ON audit_logs
+				FOR EACH STATEMENT EXECUTE FUNCTION fail_insert('%s')`, tt.code)); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		errs := flushLogs(t, r, logs)
+		for i, err := range errs {
+			if sqlState(err) != tt.code || !strings.Contains(err.Error(), fmt.Sprintf("create %q", logs[i].ID)) {
+				t.Errorf("SQLSTATE %s, log %s: got %v, want the server's error for this log", tt.code, logs[i].ID, err)
+			}
+		}
+		var statements int
+		if err := mustPool(t).QueryRow(ctx, "SELECT nextval($1::regclass) - 1", schema+".inserts").Scan(&statements); err != nil {
+			t.Fatal(err)
+		}
+		if statements != tt.statements {
+			t.Errorf("SQLSTATE %s: %d INSERT statements, want %d", tt.code, statements, tt.statements)
+		}
+		t.Logf("SQLSTATE %s: %d statements in %v", tt.code, statements, time.Since(start))
+	}
+	// Once the server accepts rows again, the same logs are written.
+	if err := exec(t, schema, "DROP TRIGGER fail_insert ON audit_logs"); err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range flushLogs(t, r, logs) {
+		if err != nil {
+			t.Errorf("log %s after the trigger was dropped: %v", logs[i].ID, err)
+		}
+	}
+}
+
+// TestFlushOneDeadline gives a batch a rejected row and slow good ones:
+// the rows written one at a time after the failed COPY share the batch's
+// WithWriteTimeout, rather than each getting a timeout of its own, and
+// those it leaves no time for get the deadline's error.
+func TestFlushOneDeadline(t *testing.T) {
+	t.Parallel()
+	const (
+		timeout = 500 * time.Millisecond
+		sleep   = 100 * time.Millisecond
+		good    = 20 // written alone, 2 s in all
+	)
+	r, schema := newRepo(t, WithWriteTimeout(timeout))
+	if err := exec(t, schema, fmt.Sprintf(`CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.action = 'app.forbidden' THEN
+				RAISE EXCEPTION 'forbidden' USING ERRCODE = 'check_violation';
+			END IF;
+			PERFORM pg_sleep(%g);
+			RETURN NEW;
+		END
+		$$;
+		CREATE TRIGGER slow_insert BEFORE INSERT ON audit_logs
+			FOR EACH ROW EXECUTE FUNCTION slow_insert()`, sleep.Seconds())); err != nil {
+		t.Fatal(err)
+	}
+	logs := []audit.Log{makeLog("bad")} // first, so that the COPY fails at once
+	logs[0].Action = "app.forbidden"
+	for i := range good {
+		logs = append(logs, makeLog(fmt.Sprintf("good-%d", i)))
+	}
+	start := time.Now()
+	errs := flushLogs(t, r, logs)
+	elapsed := time.Since(start)
+	if sqlState(errs[0]) != "23514" {
+		t.Errorf("log bad: got %v, want SQLSTATE 23514", errs[0])
+	}
+	if last := errs[len(errs)-1]; !errors.Is(last, context.DeadlineExceeded) {
+		t.Errorf("last log: got %v, want the batch's deadline", last)
+	}
+	if limit := good * sleep * 3 / 4; elapsed > limit {
+		t.Errorf("the batch took %v, want about its write timeout, %v (each row with a timeout of its own: %v)", elapsed, timeout, good*sleep)
 	}
 }
 
