@@ -38,12 +38,15 @@
 // # Append-only and retention
 //
 // A statement trigger rejects UPDATE, DELETE and TRUNCATE of audit_logs,
-// whoever runs them, with SQLSTATE 42501 (insufficient_privilege). Logs
-// leave the table only through Purge, which calls the audit_logs_purge
-// function: the function lifts the guard for DELETE within its own
-// transaction, and deletes logs older than a cutoff, oldest first, in
-// chunks. See Purge for the roles and grants that keep the service itself
-// from deleting anything.
+// whatever the privileges of the role that runs them, with SQLSTATE 42501
+// (insufficient_privilege). Logs leave the table only through Purge, which
+// calls the audit_logs_purge function: the function sets a flag for its own
+// transaction and deletes logs older than a cutoff, oldest first, in
+// chunks. The trigger lets a DELETE through only with that flag set and run
+// as the table's owner, as the function (SECURITY DEFINER) runs it, so a
+// role granted DELETE that sets the flag itself is still refused; the owner
+// could do the same, as it could drop the trigger. See Purge for the roles
+// and grants that keep the service itself from deleting anything.
 //
 // # Group commit
 //
@@ -59,4 +62,14 @@
 // List turns every Filter field into SQL, pages by keyset (never OFFSET),
 // and is planned for each call's values, so that a page is a short range
 // scan of one index whatever the size of the table.
+//
+// Keyset pages never return a log twice, and logs written during a
+// listing do not shift its pages. But CreatedAt is set when a log is
+// logged, and the log is visible only once its batch commits: up to the
+// time its caller waits for Create (audit.Logger's timeout) plus
+// WithWriteTimeout later. Replicas' clocks differ, too. So a log can
+// appear whose CreatedAt is older than pages already read: a reader that
+// follows the newest logs must overlap its windows by the Logger's timeout
+// plus WithWriteTimeout plus the clock skew between replicas, and drop the
+// logs whose ID it has already seen.
 package postgres

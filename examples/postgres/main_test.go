@@ -105,6 +105,29 @@ func newRepo(tb testing.TB, opts ...Option) (*Repository, string) {
 	return r, schema
 }
 
+// createRoles creates roles that cannot log in, dropped with what they own
+// at the end of the test. The tests of privileges need them: DATABASE_URL's
+// role must have CREATEROLE (scripts/with-postgres.sh connects as a
+// superuser). They fail rather than skip without it, so that a run that
+// checked no privilege does not pass.
+func createRoles(tb testing.TB, roles ...string) {
+	tb.Helper()
+	p := mustPool(tb)
+	ctx := context.Background()
+	for _, role := range roles {
+		if _, err := p.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" NOLOGIN"); err != nil {
+			tb.Fatalf("creating role %s: %v; the tests of privileges need DATABASE_URL's role to have CREATEROLE "+
+				"(scripts/with-postgres.sh connects as a superuser)", role, err)
+		}
+		tb.Cleanup(func() {
+			ident := pgx.Identifier{role}.Sanitize()
+			if _, err := p.Exec(ctx, "DROP OWNED BY "+ident+"; DROP ROLE "+ident); err != nil {
+				tb.Errorf("dropping role %s: %v", role, err)
+			}
+		})
+	}
+}
+
 // exec runs sql on the shared pool with search_path set to schema.
 func exec(tb testing.TB, schema, sql string, args ...any) error {
 	tb.Helper()

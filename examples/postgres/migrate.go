@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,15 +88,25 @@ func migrations() ([]migration, error) {
 // schema, and only the missing ones run. Everything runs in one
 // transaction, under an advisory lock, so several replicas starting at
 // once apply each migration exactly once. The role that runs it owns the
-// table and the purge function.
+// table and the purge function; keep both owned by one role, as the
+// append-only trigger lets a DELETE through only when the table's owner
+// runs it inside the purge function.
+//
+// db may be a pgx.Tx: Migrate then runs in a savepoint of it, and leaves
+// the transaction's search_path as it found it.
 func Migrate(ctx context.Context, db DB, schema string) error {
+	return migrate(ctx, db, schema, math.MaxInt)
+}
+
+// migrate applies the missing migrations up to version last.
+func migrate(ctx context.Context, db DB, schema string, last int) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
 	}
 	return inMigration(ctx, db, schema, func(tx pgx.Tx, applied []int) error {
 		for _, m := range ms {
-			if slices.Contains(applied, m.version) {
+			if m.version > last || slices.Contains(applied, m.version) {
 				continue
 			}
 			if _, err := tx.Exec(ctx, m.up); err != nil {
@@ -138,6 +149,11 @@ func MigrateDown(ctx context.Context, db DB, schema string) error {
 // inMigration runs fn in a transaction that holds the schema's migration
 // lock, with search_path set to the schema, and with the versions already
 // applied there.
+//
+// The search_path is set with SET LOCAL, which outlives a savepoint: when
+// db is a pgx.Tx, the caller's transaction would keep it. So inMigration
+// puts back the search_path it found before it commits (on failure, the
+// savepoint's rollback undoes the SET LOCAL by itself).
 func inMigration(ctx context.Context, db DB, schema string, fn func(tx pgx.Tx, applied []int) error) (err error) {
 	tx, err := db.Begin(ctx)
 	if err != nil {
@@ -159,6 +175,10 @@ func inMigration(ctx context.Context, db DB, schema string, fn func(tx pgx.Tx, a
 		schema = *cur
 	}
 	ident := pgx.Identifier{schema}.Sanitize()
+	var searchPath string
+	if err := tx.QueryRow(ctx, "SELECT current_setting('search_path')").Scan(&searchPath); err != nil {
+		return fmt.Errorf("postgres audit: migrate schema %s: %w", ident, err)
+	}
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(schema)); err != nil {
 		return fmt.Errorf("postgres audit: migrate schema %s: %w", ident, err)
 	}
@@ -194,6 +214,9 @@ func inMigration(ctx context.Context, db DB, schema string, fn func(tx pgx.Tx, a
 	}
 	if err := fn(tx, applied); err != nil {
 		return err
+	}
+	if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", searchPath); err != nil {
+		return fmt.Errorf("postgres audit: migrate schema %s: %w", ident, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres audit: migrate schema %s: %w", ident, err)

@@ -36,8 +36,8 @@ func TestMigrateIdempotentAndConcurrent(t *testing.T) {
 	var versions []int
 	rows, _ := p.Query(ctx, "SELECT version FROM "+schema+".audit_schema_migrations ORDER BY version")
 	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil || !slices.Equal(versions, []int{1}) {
-		t.Fatalf("applied versions: got %v, %v; want [1]", versions, err)
+	if err != nil || !slices.Equal(versions, []int{1, 2}) {
+		t.Fatalf("applied versions: got %v, %v; want [1 2]", versions, err)
 	}
 
 	wantIndexes := []string{
@@ -123,14 +123,10 @@ func TestMigrateAsSchemaOwner(t *testing.T) {
 	p := mustPool(t)
 	schema := fmt.Sprintf("audit_owned_%d", os.Getpid())
 	owner := schema + "_owner"
-	if _, err := p.Exec(ctx, "CREATE ROLE "+owner+" NOLOGIN; CREATE SCHEMA "+schema+" AUTHORIZATION "+owner); err != nil {
-		t.Skipf("cannot create roles on this server (tests need CREATEROLE for this one): %v", err)
+	createRoles(t, owner) // DROP OWNED BY drops the schema too
+	if _, err := p.Exec(ctx, "CREATE SCHEMA "+schema+" AUTHORIZATION "+owner); err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if _, err := p.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE; DROP OWNED BY "+owner+"; DROP ROLE "+owner); err != nil {
-			t.Errorf("dropping %s: %v", owner, err)
-		}
-	})
 	cfg := p.Config().Copy()
 	cfg.ConnConfig.RuntimeParams["role"] = owner
 	cfg.MaxConns = 2
@@ -152,5 +148,61 @@ func TestMigrateAsSchemaOwner(t *testing.T) {
 	}
 	if err := Migrate(ctx, op, schema+"_other"); err == nil {
 		t.Error("Migrate of a new schema as a role that may not create schemas succeeded")
+	}
+}
+
+// TestMigrateInTx migrates in the caller's transaction: Migrate and
+// MigrateDown run in a savepoint, set search_path only while they run, and
+// leave the caller's search_path as it was.
+func TestMigrateInTx(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := mustPool(t)
+	schema := fmt.Sprintf("audit_in_tx_%d", os.Getpid())
+	t.Cleanup(func() { _, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	searchPath := func() string {
+		t.Helper()
+		var sp string
+		if err := tx.QueryRow(ctx, "SHOW search_path").Scan(&sp); err != nil {
+			t.Fatal(err)
+		}
+		return sp
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO pg_catalog, public"); err != nil {
+		t.Fatal(err)
+	}
+	want := searchPath()
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"Migrate", func() error { return Migrate(ctx, tx, schema) }},
+		{"Migrate again", func() error { return Migrate(ctx, tx, schema) }},
+		{"MigrateDown", func() error { return MigrateDown(ctx, tx, schema) }},
+		{"Migrate after MigrateDown", func() error { return Migrate(ctx, tx, schema) }},
+	}
+	for _, step := range steps {
+		if err := step.f(); err != nil {
+			t.Fatalf("%s in a transaction: %v", step.name, err)
+		}
+		if got := searchPath(); got != want {
+			t.Fatalf("search_path after %s in a transaction: got %q, want the caller's, %q", step.name, got, want)
+		}
+	}
+	// The migration is the caller's to commit.
+	if _, err := tx.Exec(ctx, "INSERT INTO "+schema+".audit_logs (id, source, action, actor_type, created_at) VALUES ('x', 's', 'a', 'user', now())"); err != nil {
+		t.Fatalf("writing to the table migrated in the transaction: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := p.QueryRow(ctx, "SELECT count(*) FROM "+schema+".audit_logs").Scan(&n); err != nil || n != 1 {
+		t.Errorf("logs after commit: got %d, %v; want 1", n, err)
 	}
 }

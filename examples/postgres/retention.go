@@ -15,8 +15,8 @@ const PurgeChunk = 10000
 // Purge deletes the logs of schema created before cutoff, and returns how
 // many it deleted. It is the retention path, and the only way logs leave
 // the table: UPDATE, DELETE and TRUNCATE of audit_logs are rejected by a
-// trigger, except for DELETE inside the audit_logs_purge function that
-// Migrate creates, which Purge calls.
+// trigger, except for DELETE run by the table's owner inside the
+// audit_logs_purge function that Migrate creates, which Purge calls.
 //
 // Purge deletes oldest first, PurgeChunk logs per call of the function,
 // each in its own transaction, so that it neither holds locks for long nor
