@@ -16,11 +16,11 @@ GOLANGCI_LINT := $(GOBIN)/golangci-lint
 FUZZTIME ?= 10s
 BENCHCOUNT ?= 6
 
-.PHONY: test vet test-root test-webhook test-postgres lint fuzz bench bench-postgres check tools
+.PHONY: test cc vet test-root test-webhook test-postgres lint fuzz bench bench-postgres check tools
 
 ## test: vet and run every test of every module under the race detector;
 ## the PostgreSQL example runs against a throwaway server (or DATABASE_URL)
-test: vet test-root test-webhook test-postgres
+test: cc vet test-root test-webhook test-postgres
 
 vet:
 	@for m in $(MODULES); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...); done
@@ -37,6 +37,15 @@ test-postgres:
 ## lint: gofmt, goimports and golangci-lint over every module
 lint: tools
 	@for m in $(MODULES); do echo "golangci-lint ($$m)"; (cd $$m && $(GOLANGCI_LINT) run --allow-serial-runners --config $(CURDIR)/.golangci.yml ./...); done
+
+# cc makes sure the race detector can build: it needs cgo and a C compiler.
+cc:
+	@if [[ "$$($(GO) env CGO_ENABLED)" != 1 ]] || ! command -v "$$($(GO) env CC)" >/dev/null; then \
+		echo "go test -race needs a C compiler; installing gcc"; \
+		sudo=; [[ $$EUID -eq 0 ]] || sudo="sudo -n"; \
+		$$sudo apt-get install -y --no-install-recommends gcc libc6-dev || \
+			{ $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends gcc libc6-dev; }; \
+	fi
 
 tools:
 	@if ! [[ -x $(GOLANGCI_LINT) ]] || ! $(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(GOLANGCI_LINT_VERSION:v%=%) "; then \

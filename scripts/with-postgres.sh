@@ -49,7 +49,7 @@ as_root() {
 	if [[ $EUID -eq 0 ]]; then
 		"$@"
 	elif command -v sudo >/dev/null; then
-		sudo "$@"
+		sudo -n "$@"
 	else
 		log "need root to run: $*"
 		return 1
@@ -63,6 +63,12 @@ install_postgres() {
 		as_root apt-get update
 		as_root apt-get install -y --no-install-recommends postgresql
 	fi
+	# The package creates and starts a cluster of its own, which would
+	# outlive this script; the script needs only the binaries.
+	local c
+	while read -r c; do
+		as_root pg_dropcluster --stop ${c} >/dev/null 2>&1 || true
+	done < <(pg_lsclusters --no-header 2>/dev/null | awk '{print $1, $2}')
 }
 
 bindir=$(find_bindir)
@@ -105,12 +111,13 @@ cleanup() {
 	rm -rf "$tmp"
 	exit "$status"
 }
-# On INT or TERM, pass the signal on to the command, wait for it, and
-# clean up: a CI timeout must not leave a server running.
+# On INT or TERM, pass the signal on to the command's whole process group
+# (it may be a shell running go test, running a test binary), wait for it,
+# and clean up: a CI timeout must not leave a server or a test running.
 child=
 on_signal() {
 	if [[ -n $child ]]; then
-		kill -"$1" "$child" 2>/dev/null || true
+		kill -"$1" -- -"$child" 2>/dev/null || kill -"$1" "$child" 2>/dev/null || true
 		wait "$child" 2>/dev/null || true
 	fi
 	exit "$2"
@@ -183,11 +190,18 @@ fi
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/audit?sslmode=disable"
 log "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') at $DATABASE_URL"
 
-# In the background, so that signals reach the traps at once; with the
-# script's stdin, which a background command would otherwise lose.
+# In the background, so that signals reach the traps at once; in a process
+# group of its own (set -m), so that a signal reaches all of it, and with
+# SIGINT restored, which bash ignores in background jobs otherwise; with
+# the script's stdin, which a background command would otherwise lose.
 set +e
-"$@" <&0 &
+set -m
+(
+	trap - INT QUIT
+	exec "$@"
+) <&0 &
 child=$!
+set +m
 wait "$child"
 status=$?
 set -e
