@@ -76,6 +76,11 @@ type Repository interface {
 	// Paging is by keyset: with filter.Cursor set to NextCursor of the
 	// previous page, List returns the logs that follow it in that order, so
 	// that no log is returned twice or skipped while newer logs are written.
+	// A log is ordered by its CreatedAt, which the Logger sets before the
+	// store: one that is stored late, with a CreatedAt among pages already
+	// read, is not returned by that walk. Readers that follow the newest
+	// logs should overlap their windows by the longest store (the Logger's
+	// timeout) plus clock skew between writers, and drop IDs they have seen.
 	//
 	// An invalid filter (see Filter.Validate) is rejected with an error
 	// wrapping ErrInvalidFilter. The returned logs, and their maps, belong to
