@@ -271,14 +271,13 @@ const (
 func (c *auditCtx) checkIdentity() (actorOK, orgOK bool) {
 	v := c.valid.Load()
 	if v&identityChecked == 0 {
+		// The same checks as Validate, on a log holding only the identity.
+		l := Log{Actor: c.actor, OrgID: c.orgID}
 		v = identityChecked
-		a := Log{Actor: c.actor, OrgID: c.orgID}
-		if checkField("actor.id", a.Actor.ID, MaxEntityIDLen, false) == nil &&
-			checkField("actor.type", a.Actor.Type, MaxEntityTypeLen, true) == nil &&
-			checkField("actor.name", a.Actor.Name, MaxEntityNameLen, false) == nil {
+		if l.validateFieldsExcept(^fieldActor) == nil {
 			v |= actorValid
 		}
-		if checkField("org_id", a.OrgID, MaxOrgIDLen, false) == nil {
+		if l.validateFieldsExcept(^fieldOrgID) == nil {
 			v |= orgIDValid
 		}
 		c.valid.Store(v)

@@ -59,8 +59,9 @@ func WithIDFunc(newID func() string) Option {
 }
 
 // WithTimeout bounds how long Log and Record wait for the Repository to
-// store a log. A value <= 0 removes the bound. The default is
-// DefaultTimeout.
+// store a log, and how long they wait for room in a publisher's queue
+// attached with BlockWhenFull. A value <= 0 removes the bound. The default
+// is DefaultTimeout.
 func WithTimeout(d time.Duration) Option {
 	return func(lg *Logger) { lg.timeout = d }
 }
