@@ -202,20 +202,47 @@ func (c *auditCtx) flatten(dst []kv) ([]kv, map[string]string) {
 	if c.mdCount == 0 {
 		return dst, nil
 	}
-	m := make(map[string]string, c.mdCount)
+	start := len(dst)
 	newest := c.metadataLayer()
+	// Whether a later layer set a key is looked up in the pairs taken so
+	// far while they are few, and in the map being built otherwise.
+	var m map[string]string
+	if c.mdCount > 16 {
+		m = make(map[string]string, c.mdCount)
+	}
 	for l := newest; l != nil; l = l.mdParent {
+		later := dst[start:]
 		for _, p := range l.md {
-			if l != newest {
-				if _, set := m[p.k]; set {
-					continue // a later layer set it
-				}
+			if l != newest && setIn(later, m, p.k) {
+				continue
 			}
-			m[p.k] = p.v
 			dst = append(dst, p)
+			if m != nil {
+				m[p.k] = p.v
+			}
+		}
+	}
+	if m == nil {
+		m = make(map[string]string, len(dst)-start)
+		for _, p := range dst[start:] {
+			m[p.k] = p.v
 		}
 	}
 	return dst, m
+}
+
+// setIn reports whether key is set in m or, when m is nil, in pairs.
+func setIn(pairs []kv, m map[string]string, key string) bool {
+	if m != nil {
+		_, ok := m[key]
+		return ok
+	}
+	for _, p := range pairs {
+		if p.k == key {
+			return true
+		}
+	}
+	return false
 }
 
 // merged returns the merged metadata of c. The map is shared and must not

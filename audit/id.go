@@ -5,8 +5,6 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // ids generates the IDs of every Logger in the process, so that IDs made
@@ -22,8 +20,8 @@ type idGenerator struct {
 	last atomic.Uint64
 }
 
-// next returns a new ID made at t, a reading of the real clock. IDs from
-// one generator are strictly increasing, also when t stands still or goes
+// next returns a new ID made at t, a reading of the real clock. IDs from one
+// generator are strictly increasing, also when t stands still or goes
 // back: the generator then keeps counting from the last millisecond it
 // used, and when a millisecond's counter is exhausted it moves on to the
 // next one.
@@ -38,10 +36,21 @@ func (g *idGenerator) next(t time.Time) string {
 			break
 		}
 	}
-	var u uuid.UUID
+	var u [16]byte
 	binary.BigEndian.PutUint64(u[:8], state>>12<<16|state&0xfff)
 	binary.BigEndian.PutUint64(u[8:], rand.Uint64())
 	u[6] = 0x70 | u[6]&0x0f // version 7
 	u[8] = 0x80 | u[8]&0x3f // variant 10
-	return u.String()
+	const digits = "0123456789abcdef"
+	var buf [36]byte
+	j := 0
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			buf[j] = '-'
+			j++
+		}
+		buf[j], buf[j+1] = digits[c>>4], digits[c&0xf]
+		j += 2
+	}
+	return string(buf[:])
 }

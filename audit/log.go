@@ -137,11 +137,7 @@ func (l *Log) validateFields() error { return l.validateFieldsExcept(0) }
 // validateFieldsExcept checks every field of l but Metadata and the fields
 // in known, which the caller knows to be valid.
 func (l *Log) validateFieldsExcept(known fieldSet) error {
-	values := [len(fieldNames)]string{
-		l.ID, l.OrgID, l.Source, l.Action,
-		l.Actor.ID, l.Actor.Type, l.Actor.Name,
-		l.Target.ID, l.Target.Type, l.Target.Name,
-	}
+	values := l.fields()
 	for i := range values { // by index: ranging over the array would copy it
 		if known&(1<<i) != 0 {
 			continue
@@ -150,18 +146,29 @@ func (l *Log) validateFieldsExcept(known fieldSet) error {
 			return err
 		}
 	}
-	if known&fieldCreatedAt != 0 {
+	if known&fieldCreatedAt != 0 || validTime(l.CreatedAt) {
 		return nil
 	}
 	// What is stored is the time in UTC at microsecond precision, and it
 	// must survive the JSON wire format, which holds years 1 to 9999 only.
-	switch t := l.CreatedAt; {
-	case t.IsZero() || t.Before(firstTime) && !t.Before(time.Time{}):
+	if t := l.CreatedAt; t.IsZero() || t.Before(firstTime) && !t.Before(time.Time{}) {
 		return invalidLog("created_at", "is required")
-	case t.Before(firstTime) || !t.Before(endOfTime):
-		return invalidLog("created_at", "is outside the years 1 to 9999")
 	}
-	return nil
+	return invalidLog("created_at", "is outside the years 1 to 9999")
+}
+
+// fields returns the string fields of l in the order of fieldNames.
+func (l *Log) fields() [len(fieldNames)]string {
+	return [...]string{
+		l.ID, l.OrgID, l.Source, l.Action,
+		l.Actor.ID, l.Actor.Type, l.Actor.Name,
+		l.Target.ID, l.Target.Type, l.Target.Name,
+	}
+}
+
+// validTime reports whether t is a valid CreatedAt.
+func validTime(t time.Time) bool {
+	return !t.Before(firstTime) && t.Before(endOfTime)
 }
 
 // The range of valid CreatedAt values: the zero time is taken for "not
@@ -253,7 +260,7 @@ func checkString(s string, limit int) string {
 
 // plainText reports whether s is ASCII without NUL bytes, eight bytes at a
 // time: the fast path of checkString, which most strings take.
-func plainText(s string) bool {
+func plainText[T string | []byte](s T) bool {
 	const (
 		lo = 0x0101010101010101
 		hi = 0x8080808080808080

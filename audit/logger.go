@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -113,8 +114,17 @@ func NewLogger(repo Repository, opts ...Option) *Logger {
 // audit log is being written does not lose it. The store is bounded by the
 // Logger's timeout instead (see WithTimeout).
 func (lg *Logger) Log(ctx context.Context, action string, target Target) error {
-	return lg.store(ctx, &pending{log: Log{Action: action, Target: target}})
+	l := logPool.Get().(*Log)
+	*l = Log{Action: action, Target: target}
+	err := lg.store(ctx, l)
+	*l = Log{}
+	logPool.Put(l)
+	return err
 }
+
+// logPool holds the Logs that Log and Record complete and hand to the
+// Repository, which must not retain them (see Repository.Create).
+var logPool = sync.Pool{New: func() any { return new(Log) }}
 
 // Record stores log like Log does, for callers that need control over its
 // fields. Fields of log that are empty are filled as Log fills them: ID,
@@ -127,40 +137,39 @@ func (lg *Logger) Log(ctx context.Context, action string, target Target) error {
 // log.Metadata merged over the context's, with secret-looking values
 // redacted.
 func (lg *Logger) Record(ctx context.Context, log *Log) error {
-	p := &pending{log: *log}
-	err := lg.store(ctx, p)
+	l := logPool.Get().(*Log)
+	*l = *log
+	err := lg.store(ctx, l)
 	md := log.Metadata
-	*log = p.log
+	*log = *l
 	log.Metadata = md
+	*l = Log{}
+	logPool.Put(l)
 	return err
 }
 
-// pending is a log being stored with the context that bounds the store:
-// one allocation for both.
-type pending struct {
-	log Log
-	ctx deadlineCtx
-}
-
-// store completes p.log, validates it and stores it.
-func (lg *Logger) store(ctx context.Context, p *pending) error {
-	l := &p.log
+// store completes l, validates it and stores it.
+func (lg *Logger) store(ctx context.Context, l *Log) error {
 	var known fieldSet // fields the Logger filled with values known to be valid
 	// now is a reading of the real clock: for the store's deadline, and for
 	// IDs, which follow the order in which they are made whatever times
 	// callers and clocks give their logs.
 	var now time.Time
-	if l.CreatedAt.IsZero() {
-		l.CreatedAt = lg.now()
-		if lg.realClock {
-			now = l.CreatedAt
-			known |= fieldCreatedAt
-		}
+	switch {
+	case !l.CreatedAt.IsZero():
+		l.CreatedAt = normalizeTime(l.CreatedAt)
+	case lg.realClock:
+		now = time.Now()
+		// What normalizeTime does, quicker: a reading of the real clock is
+		// within the years that microseconds since 1970 hold.
+		l.CreatedAt = time.UnixMicro(now.UnixMicro()).UTC()
+		known |= fieldCreatedAt
+	default:
+		l.CreatedAt = normalizeTime(lg.now())
 	}
 	if now.IsZero() {
 		now = time.Now()
 	}
-	l.CreatedAt = normalizeTime(l.CreatedAt)
 	if l.ID == "" {
 		if lg.newID != nil {
 			l.ID = lg.newID()
@@ -184,9 +193,15 @@ func (lg *Logger) store(ctx context.Context, p *pending) error {
 		return err
 	}
 
-	sctx := detach(ctx, lg.timeout, now, &p.ctx)
+	var d *deadlineCtx
+	if lg.timeout > 0 {
+		d = new(deadlineCtx)
+	}
+	sctx := detach(ctx, lg.timeout, now, d)
 	err = lg.repo.Create(sctx, l)
-	p.ctx.stop()
+	if d != nil {
+		d.stop()
+	}
 	if err != nil {
 		return fmt.Errorf("audit: storing %s log %s: %w", l.Action, l.ID, err)
 	}

@@ -42,7 +42,8 @@ type record struct {
 	block  uint32 // index in blocks
 	off    uint32 // offset in the block
 	size   uint32 // length of the encoding
-	idLen  uint32 // the encoding starts with the ID's bytes
+	idOff  uint16 // where the ID starts in the encoding: see encode
+	idLen  uint16
 }
 
 var _ Repository = (*MemoryRepository)(nil)
@@ -70,17 +71,16 @@ func (r *MemoryRepository) rec(n uint32) *record {
 
 // Create implements Repository.
 func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
-	// Validate, reading the map once for both validating and encoding.
-	if err := log.validateFields(); err != nil {
-		return err
-	}
+	// Check what is cheap to check — presence, bounds, the time — reading
+	// the map once for both validating and encoding. Whether the strings
+	// are valid text is checked on their copy, in one pass.
 	var buf [MaxMetadataKeys]kv
-	md, err := collectPairs(buf[:0], log.Metadata)
-	if err == nil {
-		err = validatePairs(md)
-	}
-	if err != nil {
-		return err
+	md, ok := boundsOK(log, buf[:0])
+	if !ok {
+		if err := log.Validate(); err != nil {
+			return err
+		}
+		md = appendPairs(buf[:0], log.Metadata)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -88,6 +88,16 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	rec, b := r.encode(log, md)
+	if !plainText(b[rec.idOff:]) {
+		// Not ASCII, or holding a NUL: check each string as Validate does.
+		if err := log.validateFields(); err != nil {
+			return err
+		}
+		if err := validatePairs(md); err != nil {
+			return err
+		}
+	}
 	n := r.nrecs
 	ordered := len(r.idOrder) == 0 || log.ID > string(r.idBytes(r.idOrder[len(r.idOrder)-1]))
 	var h, slot uint32
@@ -102,7 +112,8 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 			return fmt.Errorf("%w: id %q", ErrAlreadyExists, log.ID)
 		}
 	}
-	rec := r.encode(log, md)
+	// Keep the encoding: until now it lay past the end of the block.
+	r.blocks[rec.block] = r.blocks[rec.block][:rec.off+rec.size]
 	if n%recChunk == 0 {
 		r.recs = append(r.recs, make([]record, 0, recChunk))
 	}
@@ -119,6 +130,29 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 		r.byOrg[log.OrgID] = r.insertOrdered(r.byOrg[log.OrgID], n, p)
 	}
 	return nil
+}
+
+// boundsOK appends the metadata pairs of l to dst, which has room for
+// MaxMetadataKeys, and reports whether l passes the checks of Validate that
+// do not read the strings' bytes: required fields, lengths, the number of
+// keys and CreatedAt. When it reports false, Validate fails.
+func boundsOK(l *Log, dst []kv) ([]kv, bool) {
+	values := l.fields()
+	for i := range values {
+		if n := len(values[i]); n > fieldMax[i] || n == 0 && fieldRequired[i] {
+			return dst, false
+		}
+	}
+	if !validTime(l.CreatedAt) || len(l.Metadata) > MaxMetadataKeys {
+		return dst, false
+	}
+	dst = appendPairs(dst, l.Metadata)
+	for _, p := range dst {
+		if len(p.k) == 0 || len(p.k) > MaxMetadataKeyLen || len(p.v) > MaxMetadataValueLen {
+			return dst, false
+		}
+	}
+	return dst, true
 }
 
 // The ID index is an open-addressing hash table with linear probing, kept
@@ -186,53 +220,71 @@ func (r *MemoryRepository) addID(slot, h, n uint32) {
 	r.nIDs++
 }
 
-// encode appends the encoding of l, with md as its metadata, to the last
-// block and returns its record. The encoding is the ID's bytes, then each
-// other string, the number of metadata pairs as one byte, and each pair's
-// strings; strings are written as appendString does. l must be valid.
-func (r *MemoryRepository) encode(l *Log, md []kv) record {
-	size := len(l.ID) + len(l.OrgID) + len(l.Source) + len(l.Action) +
-		len(l.Actor.ID) + len(l.Actor.Type) + len(l.Actor.Name) +
-		len(l.Target.ID) + len(l.Target.Type) + len(l.Target.Name) +
-		2*(9+2*len(md)) + 1
+// encode writes the encoding of l, with md as its metadata, just past the
+// end of the last block, and returns its record and its bytes. The block
+// keeps it only once the caller extends the block over it.
+//
+// The encoding is a header — one byte holding the number of metadata pairs
+// and the wideLengths flag, then the length of each string in one byte, or
+// in two little-endian bytes with wideLengths — followed by the strings:
+// the ID, the other fields in the order of fieldNames, and each pair's key
+// and value. The strings are contiguous, so that one pass over them checks
+// them all. l's fields must be within their bounds.
+func (r *MemoryRepository) encode(l *Log, md []kv) (record, []byte) {
+	values := l.fields()
+	size, longest := 0, 0
+	for i := range values {
+		size += len(values[i])
+		longest = max(longest, len(values[i]))
+	}
 	for _, p := range md {
 		size += len(p.k) + len(p.v)
+		longest = max(longest, len(p.v)) // keys are shorter than 256 bytes
 	}
+	width := 1
+	if longest > 0xff {
+		width = 2
+	}
+	hdr := 1 + width*(len(values)+2*len(md))
+	size += hdr
 	if len(r.blocks) == 0 || cap(r.blocks[len(r.blocks)-1])-len(r.blocks[len(r.blocks)-1]) < size {
 		r.blocks = append(r.blocks, make([]byte, 0, max(blockSize, size)))
 	}
 	bi := len(r.blocks) - 1
-	b := r.blocks[bi]
-	off := len(b)
-	b = append(b, l.ID...)
-	b = appendString(b, l.OrgID)
-	b = appendString(b, l.Source)
-	b = appendString(b, l.Action)
-	b = appendString(b, l.Actor.ID)
-	b = appendString(b, l.Actor.Type)
-	b = appendString(b, l.Actor.Name)
-	b = appendString(b, l.Target.ID)
-	b = appendString(b, l.Target.Type)
-	b = appendString(b, l.Target.Name)
-	b = append(b, byte(len(md)))
-	for _, p := range md {
-		b = appendString(appendString(b, p.k), p.v)
+	off := len(r.blocks[bi])
+	b := r.blocks[bi][off : off+size]
+	b[0] = byte(len(md))
+	if width == 2 {
+		b[0] |= wideLengths
 	}
-	r.blocks[bi] = b
+	h, s := 1, hdr
+	put := func(v string) {
+		b[h] = byte(len(v))
+		if width == 2 {
+			b[h+1] = byte(len(v) >> 8)
+		}
+		h += width
+		s += copy(b[s:], v)
+	}
+	for i := range values {
+		put(values[i])
+	}
+	for _, p := range md {
+		put(p.k)
+		put(p.v)
+	}
 	return record{
 		micros: l.CreatedAt.UnixMicro(),
 		block:  uint32(bi),
 		off:    uint32(off),
-		size:   uint32(len(b) - off),
-		idLen:  uint32(len(l.ID)),
-	}
+		size:   uint32(size),
+		idOff:  uint16(hdr),
+		idLen:  uint16(len(l.ID)),
+	}, b
 }
 
-// appendString appends s with its length as two little-endian bytes: a
-// valid log holds no longer string.
-func appendString(b []byte, s string) []byte {
-	return append(append(b, byte(len(s)), byte(len(s)>>8)), s...)
-}
+// wideLengths flags an encoding whose lengths take two bytes.
+const wideLengths = 0x80
 
 // bytes returns the encoding of record n.
 func (r *MemoryRepository) bytes(n uint32) []byte {
@@ -242,7 +294,9 @@ func (r *MemoryRepository) bytes(n uint32) []byte {
 
 // idBytes returns the ID of record n, in the block.
 func (r *MemoryRepository) idBytes(n uint32) []byte {
-	return r.bytes(n)[:r.rec(n).idLen]
+	rec := r.rec(n)
+	start := rec.off + uint32(rec.idOff)
+	return r.blocks[rec.block][start : start+uint32(rec.idLen)]
 }
 
 // decode returns record n as a Log of its own. Its strings share one
@@ -250,20 +304,25 @@ func (r *MemoryRepository) idBytes(n uint32) []byte {
 func (r *MemoryRepository) decode(n uint32) Log {
 	rec := r.rec(n)
 	b := r.bytes(n)
-	s := string(b) // read lengths from b, cut strings from s
-	i := int(rec.idLen)
+	s := string(b[rec.idOff:])
+	wide := b[0]&wideLengths != 0
+	h, i := 1, 0
 	next := func() string {
-		start := i + 2
-		i = start + (int(b[i]) | int(b[i+1])<<8)
+		start := i
+		if wide {
+			i += int(b[h]) | int(b[h+1])<<8
+			h += 2
+		} else {
+			i += int(b[h])
+			h++
+		}
 		return s[start:i]
 	}
-	l := Log{ID: s[:i], CreatedAt: time.UnixMicro(rec.micros).UTC()}
+	l := Log{ID: next(), CreatedAt: time.UnixMicro(rec.micros).UTC()}
 	l.OrgID, l.Source, l.Action = next(), next(), next()
 	l.Actor = Actor{ID: next(), Type: next(), Name: next()}
 	l.Target = Target{ID: next(), Type: next(), Name: next()}
-	count := int(b[i])
-	i++
-	if count > 0 {
+	if count := int(b[0] &^ wideLengths); count > 0 {
 		l.Metadata = make(map[string]string, count)
 		for range count {
 			k := next()

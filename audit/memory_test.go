@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -124,6 +125,51 @@ func TestMemoryRepositoryKeepsEveryField(t *testing.T) {
 	checkSameLog(t, got, want)
 	if got.CreatedAt.Location() != time.UTC || got.CreatedAt.Nanosecond()%1000 != 0 {
 		t.Errorf("got created_at %v, want UTC at microsecond precision", got.CreatedAt)
+	}
+}
+
+// Create checks the bytes of a log on its copy: a rejected log must leave
+// no trace, report the field Validate reports, and not disturb the logs
+// stored after it.
+func TestMemoryRepositoryRejectsOnTheCopy(t *testing.T) {
+	ctx := context.Background()
+	repo := audit.NewMemoryRepository()
+	bad := []func(l *audit.Log){
+		func(l *audit.Log) { l.Actor.Name = "nul\x00" },
+		func(l *audit.Log) { l.Target.Type = "bad\xffutf8" },
+		func(l *audit.Log) { l.Metadata = map[string]string{"k": "ok", "k2": "v\xc3"} },
+		func(l *audit.Log) { l.Metadata = map[string]string{"k\x00": "v"} },
+		func(l *audit.Log) { l.ID = "id\x00" },
+	}
+	var want []audit.Log
+	for i := range 200 {
+		l := validLog()
+		l.ID = fmt.Sprintf("id-%03d", i)
+		l.Actor.Name = strings.Repeat("é", i%7) + "ada"
+		l.Metadata = map[string]string{"i": fmt.Sprint(i), "name": "Ådá"}
+		if i%3 == 0 {
+			b := l
+			b.Metadata = maps.Clone(l.Metadata)
+			bad[i%len(bad)](&b)
+			err := repo.Create(ctx, &b)
+			if !errors.Is(err, audit.ErrInvalidLog) || err.Error() != b.Validate().Error() {
+				t.Fatalf("Create: got %v, want Validate's error %v", err, b.Validate())
+			}
+		}
+		if err := repo.Create(ctx, &l); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, l)
+	}
+	if repo.Len() != len(want) {
+		t.Fatalf("got %d logs stored, want %d", repo.Len(), len(want))
+	}
+	for _, w := range want {
+		got, err := repo.GetByID(ctx, w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSameLog(t, got, w)
 	}
 }
 

@@ -1,6 +1,6 @@
 package audit
 
-import "strings"
+import "math"
 
 // Redacted replaces the value of a metadata key that looks secret.
 const Redacted = "[REDACTED]"
@@ -12,23 +12,38 @@ var defaultRedactedKeys = []string{"password", "secret", "token", "authorization
 // redactor decides which metadata keys hold secrets: those that contain one
 // of its fragments, compared case-insensitively with '-' read as '_'.
 type redactor struct {
-	// byFirst lists the normalized fragments by their first byte, so that
-	// a key is read once whatever the number of fragments.
+	// byFirst lists the normalized fragments by the bytes that can start
+	// them in a key, so that a key is read once whatever the number of
+	// fragments, and most of its bytes are one table lookup.
 	byFirst [256][]string
+	minLen  int // the length of the shortest fragment
 }
 
 func newRedactor(fragments []string) *redactor {
-	r := &redactor{}
+	r := &redactor{minLen: math.MaxInt}
 	for _, f := range fragments {
-		if f = normalizeKey(f); f != "" {
-			r.byFirst[f[0]] = append(r.byFirst[f[0]], f)
+		f = normalizeKey(f)
+		if f == "" {
+			continue
+		}
+		r.minLen = min(r.minLen, len(f))
+		for c := range 256 {
+			if normalizeByte(byte(c)) == f[0] {
+				r.byFirst[c] = append(r.byFirst[c], f)
+			}
 		}
 	}
 	return r
 }
 
+// normalizeKey lowers ASCII letters and reads '-' as '_', byte by byte as
+// secret compares.
 func normalizeKey(s string) string {
-	return strings.ReplaceAll(strings.ToLower(s), "-", "_")
+	b := []byte(s)
+	for i, c := range b {
+		b[i] = normalizeByte(c)
+	}
+	return string(b)
 }
 
 func normalizeByte(c byte) byte {
@@ -43,9 +58,9 @@ func normalizeByte(c byte) byte {
 
 // secret reports whether key looks secret. It does not allocate.
 func (r *redactor) secret(key string) bool {
-	for i := 0; i < len(key); i++ {
+	for i := 0; i <= len(key)-r.minLen; i++ {
 	next:
-		for _, f := range r.byFirst[normalizeByte(key[i])] {
+		for _, f := range r.byFirst[key[i]] {
 			if len(key)-i < len(f) {
 				continue
 			}

@@ -1,6 +1,9 @@
 package audit
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRedactorSecret(t *testing.T) {
 	r := newRedactor(defaultRedactedKeys)
@@ -40,4 +43,24 @@ func TestRedactorRedact(t *testing.T) {
 	if out, changed := redact(nil); changed || out != nil {
 		t.Errorf("got %v, %v, want nil", out, changed)
 	}
+}
+
+// FuzzRedactorSecret checks the table-driven scan against its definition:
+// a key is secret when its normalized form contains a normalized fragment.
+func FuzzRedactorSecret(f *testing.F) {
+	for _, k := range []string{"X-Api-Key", "user_agent", "PASSWORD_hash", "tok", "session-TOKEN", "", "a-p-i"} {
+		f.Add(k, "api_key")
+	}
+	f.Fuzz(func(t *testing.T, key, fragment string) {
+		r := newRedactor(append([]string{fragment}, defaultRedactedKeys...))
+		want := false
+		for _, f := range append([]string{fragment}, defaultRedactedKeys...) {
+			if nf := normalizeKey(f); nf != "" && strings.Contains(normalizeKey(key), nf) {
+				want = true
+			}
+		}
+		if got := r.secret(key); got != want {
+			t.Fatalf("secret(%q) with fragment %q = %v, want %v", key, fragment, got, want)
+		}
+	})
 }
