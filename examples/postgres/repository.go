@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -47,11 +49,17 @@ type Repository struct {
 	selectSQL    string // SELECT columns FROM table
 	getSQL       string
 
-	reqs   chan *request
-	mu     sync.RWMutex // held for reading while sending to reqs
-	closed bool
-	quit   chan struct{}
-	wg     sync.WaitGroup
+	reqs chan *request
+	mu   sync.RWMutex // held for reading while sending to reqs
+	// collecting is held by the writer making a batch.
+	collecting sync.Mutex
+	// A writer waiting for more logs sets awaited to how many it waits
+	// for, and a sender that sees that many queued signals enough.
+	awaited atomic.Int64
+	enough  chan struct{}
+	closed  bool
+	quit    chan struct{}
+	wg      sync.WaitGroup
 }
 
 var _ audit.Repository = (*Repository)(nil)
@@ -87,7 +95,8 @@ func WithWriters(n int) Option {
 // those of the previous batch, and those that arrived while it was being
 // written. They are likely to be back within moments with their next
 // logs, and one commit for all of them is cheaper than one for the first
-// few and another for the rest. A lone caller does not wait (but for its
+// few and another for the rest. The batch's COPY starts at once, and the
+// logs that arrive during the wait are sent as they come. A lone caller does not wait (but for its
 // first log after a burst). A value <= 0 never waits. The default is
 // DefaultMaxWait.
 func WithMaxWait(d time.Duration) Option {
@@ -147,6 +156,8 @@ func NewRepository(pool *pgxpool.Pool, opts ...Option) *Repository {
 		" $11::jsonb[], $12::timestamptz[])" +
 		" ON CONFLICT (id) DO NOTHING RETURNING id"
 	r.reqs = make(chan *request, r.maxBatch)
+	r.enough = make(chan struct{}, 1)
+	r.awaited.Store(math.MaxInt64)
 	r.wg.Add(r.writers)
 	for range r.writers {
 		go r.writeLoop()

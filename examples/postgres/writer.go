@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,6 +24,11 @@ import (
 // flush for the whole batch, and the cheapest way PostgreSQL has to insert
 // rows. The rows that arrive meanwhile make the next batch, so batches
 // grow with load, and a lone Create waits for nobody (see WithMaxWait).
+// When the writer expects more callers back than it has rows (those of
+// its previous batch), it starts the COPY at once and adds their rows as
+// they arrive, for up to WithMaxWait: the statement is under way and the
+// server reads the first rows while the others are on their way, and the
+// writer wakes once per few rows rather than once per row.
 //
 // A COPY that fails commits nothing, so each caller can still get its own
 // outcome. If an ID was already stored, the batch is written again with
@@ -99,6 +106,13 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	select {
 	case r.reqs <- req:
 		r.mu.RUnlock()
+		if int64(len(r.reqs)) >= r.awaited.Load() {
+			// The writer waits for this many logs: wake it.
+			select {
+			case r.enough <- struct{}{}:
+			default:
+			}
+		}
 	case <-ctx.Done():
 		r.mu.RUnlock()
 		return fmt.Errorf("postgres audit: create %q: %w", rw.id, ctx.Err())
@@ -204,7 +218,8 @@ func (r *Repository) outcome(id string, inserted map[string]struct{}) error {
 func (r *Repository) writeLoop() {
 	defer r.wg.Done()
 	var (
-		pending []*request // the requests of the next batch
+		pending []*request // requests received for the next batch
+		batch   []*request // the requests of the batch
 		carry   []*request // requests whose ID is already in the batch
 		seen    = map[string]struct{}{}
 		buf     []byte // the COPY data of a batch
@@ -224,60 +239,117 @@ func (r *Repository) writeLoop() {
 				closing = true
 			}
 		}
-	fill:
-		for len(pending) < r.maxBatch {
-			select {
-			case req := <-r.reqs:
-				pending = append(pending, req)
-			default:
-				break fill
-			}
-		}
+		// One writer at a time makes a batch, while the others write
+		// theirs: the logs that arrive go to one batch rather than be
+		// split between writers that would each wait for the rest. The
+		// lock is held for at most maxWait.
+		r.collecting.Lock()
+		pending = r.receive(pending, r.maxBatch)
 		if len(pending) == 0 { // closing, and nothing is left
+			r.collecting.Unlock()
 			return
 		}
-		// The callers of the last batch are likely to be back with their
-		// next logs within moments: wait a little for them, rather than
-		// spend a commit on the first few.
-		if want := min(expect, r.maxBatch); len(pending) < want && r.maxWait > 0 && !closing {
+		clear(seen)
+		batch, carry = take(batch[:0], carry, pending, seen)
+		want := min(expect, r.maxBatch)
+		if len(batch) == 0 || len(batch) >= want || r.maxWait <= 0 || closing {
+			r.collecting.Unlock()
+			if len(batch) > 0 {
+				buf = r.flush(buf, batch)
+			}
+		} else {
+			// The callers of the last batch are likely to be back with
+			// their next logs within moments: rather than spend a commit
+			// on the first few, start the COPY with them and add the
+			// others as they come, for a little while. The server reads
+			// the first rows while the others are on their way.
+			s := r.startCopy(batch)
 			timer.Reset(r.maxWait)
-		wait:
-			for len(pending) < want {
-				select {
-				case req := <-r.reqs:
-					pending = append(pending, req)
-				case <-timer.C:
-					break wait
-				case <-r.quit:
-					break wait
-				}
+			for ended := false; len(batch) < want && !ended; {
+				// Send the rows in a few steps, so that the server reads
+				// them as they come.
+				pending, ended = r.await(pending[:0], min(max(want/4, 8), want-len(batch)), timer.C, s.finished)
+				n := len(batch)
+				batch, carry = take(batch, carry, pending, seen)
+				s.add(batch[n:])
 			}
 			timer.Stop()
-		}
-
-		// Take the requests their callers have not abandoned. A second
-		// request for an ID waits for the next batch, where it learns
-		// whether the first was stored.
-		clear(seen)
-		batch := pending[:0]
-		for _, req := range pending {
-			if _, dup := seen[req.row.id]; dup {
-				carry = append(carry, req)
-				continue
-			}
-			if !req.state.CompareAndSwap(queued, taken) {
-				continue
-			}
-			seen[req.row.id] = struct{}{}
-			batch = append(batch, req)
-		}
-		if len(batch) > 0 {
-			buf = r.flush(buf, batch)
+			r.collecting.Unlock()
+			r.deliver(s.ctx, batch, s.finish())
+			s.cancel()
 		}
 		// Expect the callers of this batch back, and those that arrived
 		// while it was written.
 		expect = len(batch) + len(r.reqs)
 		clear(pending[:cap(pending)])
+		clear(batch[:cap(batch)])
+	}
+}
+
+// receive adds the requests queued now to pending, up to limit, and returns
+// it.
+func (r *Repository) receive(pending []*request, limit int) []*request {
+	for len(pending) < limit {
+		select {
+		case req := <-r.reqs:
+			pending = append(pending, req)
+		default:
+			return pending
+		}
+	}
+	return pending
+}
+
+// take appends to batch the requests of pending that their callers have
+// not abandoned, and returns batch and carry. A second request for an ID
+// in seen goes to carry instead, to wait for the next batch, where it
+// learns whether the first was stored.
+func take(batch, carry, pending []*request, seen map[string]struct{}) ([]*request, []*request) {
+	for _, req := range pending {
+		if _, dup := seen[req.row.id]; dup {
+			carry = append(carry, req)
+			continue
+		}
+		if !req.state.CompareAndSwap(queued, taken) {
+			continue
+		}
+		seen[req.row.id] = struct{}{}
+		batch = append(batch, req)
+	}
+	return batch, carry
+}
+
+// await receives up to n more requests into pending, and returns it once
+// it has them, or when expire fires, stop closes or Close starts, which it
+// reports. Rather
+// than wake for every request that arrives, it sleeps until enough are
+// queued: the sender that makes them enough wakes it.
+func (r *Repository) await(pending []*request, n int, expire <-chan time.Time, stop <-chan struct{}) ([]*request, bool) {
+	want := len(pending) + n
+	for {
+		need := want - len(pending)
+		r.awaited.Store(int64(need))
+		select {
+		case <-r.enough: // left by a sender after an earlier wait
+		default:
+		}
+		done := false
+		if len(r.reqs) < need {
+			select {
+			case <-r.enough:
+			case <-expire:
+				done = true
+			case <-stop:
+				done = true
+			case <-r.quit:
+				done = true
+			}
+		}
+		r.awaited.Store(math.MaxInt64)
+		pending = r.receive(pending, want)
+		if done || len(pending) >= want {
+			return pending, done
+		}
 	}
 }
 
@@ -293,19 +365,21 @@ func (r *Repository) flush(buf []byte, reqs []*request) []byte {
 	}
 	buf = append(buf[:0], copyHeader...)
 	for _, req := range reqs {
-		if req.tuple != nil {
-			buf = append(buf, req.tuple...)
-		} else {
-			buf = appendCopyRow(buf, &req.row)
-		}
+		buf = append(buf, req.tuple...)
 	}
 	buf = append(buf, copyTrailer...)
-	err := r.copyRows(ctx, buf)
+	r.deliver(ctx, reqs, r.copyRows(ctx, bytes.NewReader(buf)))
+	return buf
+}
+
+// deliver gives each request of reqs its result, given err, the result of
+// writing them all with one COPY.
+func (r *Repository) deliver(ctx context.Context, reqs []*request, err error) {
 	if err == nil {
 		for _, req := range reqs {
 			req.done <- nil
 		}
-		return buf
+		return
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
@@ -320,7 +394,7 @@ func (r *Repository) flush(buf []byte, reqs []*request) []byte {
 			for _, req := range reqs {
 				req.done <- r.outcome(req.row.id, inserted)
 			}
-			return buf
+			return
 		}
 	}
 	if rowError(err) {
@@ -339,17 +413,16 @@ func (r *Repository) flush(buf []byte, reqs []*request) []byte {
 				req.done <- fmt.Errorf("postgres audit: create %q: %w", req.row.id, err)
 			default:
 				failAll(reqs[i:], err)
-				return buf
+				return
 			}
 		}
-		return buf
+		return
 	}
 	// No connection, or it failed or timed out, or the server failed the
 	// statement for a reason no row is to blame for: every row of the
 	// batch shares the outcome. (If the connection failed, the batch may
 	// or may not have been committed.)
 	failAll(reqs, err)
-	return buf
 }
 
 // failAll gives err to every request of reqs.
@@ -361,14 +434,98 @@ func failAll(reqs []*request, err error) {
 
 // copyRows sends data, a binary COPY made by appendCopyRow, with one COPY
 // statement.
-func (r *Repository) copyRows(ctx context.Context, data []byte) error {
+func (r *Repository) copyRows(ctx context.Context, data io.Reader) error {
 	c, err := r.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Release()
-	_, err = c.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), r.copySQL)
+	_, err = c.Conn().PgConn().CopyFrom(ctx, data, r.copySQL)
 	return err
+}
+
+// copyStream is a COPY under way, whose rows are added while the server
+// reads the first ones.
+type copyStream struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	data     chan []byte // tuples to send, closed after the last
+	rest     []byte      // what Read has yet to return of a tuple
+	eof      bool
+	err      error         // the COPY's result, once finished is closed
+	finished chan struct{} // closed when the COPY has ended
+}
+
+// startCopy starts the COPY of a batch that starts with reqs and to which
+// at most r.maxBatch requests are added.
+func (r *Repository) startCopy(reqs []*request) *copyStream {
+	ctx, cancel := r.batchContext()
+	s := &copyStream{
+		ctx:      ctx,
+		cancel:   cancel,
+		data:     make(chan []byte, r.maxBatch+2), // never full: add does not wait
+		finished: make(chan struct{}),
+	}
+	s.data <- copyHeader
+	s.add(reqs)
+	go func() {
+		defer close(s.finished)
+		s.err = r.copyRows(ctx, s)
+	}()
+	return s
+}
+
+// add sends the rows of reqs.
+func (s *copyStream) add(reqs []*request) {
+	for _, req := range reqs {
+		s.data <- req.tuple
+	}
+}
+
+// finish ends the COPY and returns its result.
+func (s *copyStream) finish() error {
+	s.data <- copyTrailer
+	close(s.data)
+	<-s.finished
+	return s.err
+}
+
+// Read implements io.Reader for the COPY: it waits for the first tuple
+// and returns it with those that follow it without waiting.
+func (s *copyStream) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if len(s.rest) == 0 {
+			if s.eof {
+				break
+			}
+			var (
+				b  []byte
+				ok bool
+			)
+			if n == 0 {
+				b, ok = <-s.data
+			} else {
+				select {
+				case b, ok = <-s.data:
+				default:
+					return n, nil
+				}
+			}
+			if !ok {
+				s.eof = true
+				break
+			}
+			s.rest = b
+		}
+		m := copy(p[n:], s.rest)
+		n += m
+		s.rest = s.rest[m:]
+	}
+	if n == 0 && s.eof {
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 func (r *Repository) batchContext() (context.Context, context.CancelFunc) {

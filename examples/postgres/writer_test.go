@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -102,16 +103,33 @@ func TestFlushIsolatesFailures(t *testing.T) {
 		{[]audit.Log{makeLog("good-3"), stored, bad, makeLog("good-4")}, []func(error) bool{ok, dup, refused, ok}},
 		{[]audit.Log{makeLog("good-5"), bad, makeLog("good-6")}, []func(error) bool{ok, refused, ok}},
 		{[]audit.Log{makeLog("good-7"), badData, makeLog("good-8")}, []func(error) bool{ok, badValue, ok}},
+		// The server refuses the first row while the others are on their way.
+		{[]audit.Log{bad, makeLog("good-9"), makeLog("good-10")}, []func(error) bool{refused, ok, ok}},
 	} {
-		for i, err := range flushLogs(t, r, batch.logs) {
-			if !batch.wants[i](err) {
-				t.Errorf("log %s: unexpected result %v", batch.logs[i].ID, err)
+		for _, write := range []struct {
+			name string
+			do   func(*testing.T, *Repository, []audit.Log) []error
+		}{{"flush", flushLogs}, {"stream", streamLogs}} {
+			// Each write is a new batch of the same logs: the good ones
+			// get new IDs the second time.
+			logs := slices.Clone(batch.logs)
+			for i := range logs {
+				if strings.HasPrefix(logs[i].ID, "good-") {
+					logs[i].ID += "-" + write.name
+				}
+			}
+			for i, err := range write.do(t, r, logs) {
+				if !batch.wants[i](err) {
+					t.Errorf("%s: log %s: unexpected result %v", write.name, logs[i].ID, err)
+				}
 			}
 		}
 	}
-	for _, id := range []string{"good-1", "good-2", "good-3", "good-4", "good-5", "good-6", "good-7", "good-8"} {
-		if _, err := r.GetByID(ctx, id); err != nil {
-			t.Errorf("GetByID(%s): %v; want the neighbors of a bad log stored", id, err)
+	for _, id := range []string{"good-1", "good-2", "good-3", "good-4", "good-5", "good-6", "good-7", "good-8", "good-9", "good-10"} {
+		for _, write := range []string{"flush", "stream"} {
+			if _, err := r.GetByID(ctx, id+"-"+write); err != nil {
+				t.Errorf("GetByID(%s-%s): %v; want the neighbors of a bad log stored", id, write, err)
+			}
 		}
 	}
 	for _, id := range []string{"bad", "bad-data"} {
@@ -125,16 +143,41 @@ func TestFlushIsolatesFailures(t *testing.T) {
 // caller's result.
 func flushLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 	t.Helper()
+	reqs := takenRequests(t, logs)
+	r.flush(nil, reqs)
+	return results(reqs)
+}
+
+// streamLogs writes logs as one batch of group commit that starts with the
+// first log and gets the others once the server has had time to read it —
+// and to fail the COPY, if the first log is bad.
+func streamLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
+	t.Helper()
+	reqs := takenRequests(t, logs)
+	s := r.startCopy(reqs[:1])
+	time.Sleep(50 * time.Millisecond)
+	s.add(reqs[1:])
+	r.deliver(s.ctx, reqs, s.finish())
+	s.cancel()
+	return results(reqs)
+}
+
+func takenRequests(t *testing.T, logs []audit.Log) []*request {
+	t.Helper()
 	reqs := make([]*request, len(logs))
 	for i := range logs {
 		rw, err := newRow(&logs[i])
 		if err != nil {
 			t.Fatal(err)
 		}
-		reqs[i] = &request{row: rw, done: make(chan error, 1)}
+		reqs[i] = &request{row: rw, tuple: appendCopyRow(nil, &rw), done: make(chan error, 1)}
 		reqs[i].state.Store(taken)
 	}
-	r.flush(nil, reqs)
+	return reqs
+}
+
+// results returns the result each request was given.
+func results(reqs []*request) []error {
 	errs := make([]error, len(reqs))
 	for i, req := range reqs {
 		errs[i] = <-req.done
