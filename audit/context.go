@@ -18,10 +18,7 @@ type ctxKey struct{}
 type auditCtx struct {
 	context.Context
 
-	actor    Actor
-	orgID    string
-	hasActor bool
-	hasOrgID bool
+	id *identity // the actor and org; nil when neither is set
 
 	// Metadata is kept as layers, one per SetMetadata call: md holds this
 	// call's pairs and mdParent the nearest ancestor with pairs of its own.
@@ -31,7 +28,27 @@ type auditCtx struct {
 	mdCount  int // pairs in this layer and all its ancestors, an upper bound on the merged size
 
 	cache atomic.Pointer[mdCache]
-	valid atomic.Uint32 // validity of actor and orgID, once checked: see checkIdentity
+}
+
+// identity is the actor and org of a context, shared by the contexts
+// derived from it that do not set either: immutable once made, apart from
+// valid, which caches whether they would pass Validate.
+type identity struct {
+	actor    Actor
+	orgID    string
+	hasActor bool
+	hasOrgID bool
+	valid    atomic.Uint32 // see checkIdentity
+}
+
+// noIdentity is the identity of a context that sets neither actor nor org.
+var noIdentity identity
+
+// identityCtx is the auditCtx that SetActor and SetOrgID return, allocated
+// with its new identity.
+type identityCtx struct {
+	auditCtx
+	ident identity
 }
 
 type kv struct{ k, v string }
@@ -84,14 +101,6 @@ func stateOf(ctx context.Context) *auditCtx {
 	return s
 }
 
-// derive returns a new auditCtx over parent that starts with the state
-// parent carries.
-func derive(parent context.Context) *auditCtx {
-	c := &auditCtx{}
-	c.init(parent)
-	return c
-}
-
 // init makes the zero c a context over parent that starts with the state
 // parent carries.
 func (c *auditCtx) init(parent context.Context) {
@@ -100,10 +109,30 @@ func (c *auditCtx) init(parent context.Context) {
 	}
 	c.Context = parent
 	if s := stateOf(parent); s != nil {
-		c.actor, c.hasActor = s.actor, s.hasActor
-		c.orgID, c.hasOrgID = s.orgID, s.hasOrgID
+		c.id = s.id
 		c.mdParent, c.mdCount = s.metadataLayer(), s.mdCount
 	}
+}
+
+// ident returns the identity of c.
+func (c *auditCtx) ident() *identity {
+	if c.id == nil {
+		return &noIdentity
+	}
+	return c.id
+}
+
+// withIdentity returns a new context over parent whose identity starts as
+// parent's, for the caller to change before returning it.
+func withIdentity(parent context.Context) *identityCtx {
+	w := &identityCtx{}
+	w.init(parent)
+	if p := w.id; p != nil {
+		w.ident.actor, w.ident.hasActor = p.actor, p.hasActor
+		w.ident.orgID, w.ident.hasOrgID = p.orgID, p.hasOrgID
+	}
+	w.id = &w.ident
+	return w
 }
 
 // metadataLayer returns the nearest auditCtx, c or an ancestor, that holds
@@ -119,17 +148,17 @@ func (c *auditCtx) metadataLayer() *auditCtx {
 // logs written with it. Authentication middleware calls it once it knows
 // who the caller is.
 func SetActor(ctx context.Context, a Actor) context.Context {
-	c := derive(ctx)
-	c.actor, c.hasActor = a, true
-	return c
+	w := withIdentity(ctx)
+	w.ident.actor, w.ident.hasActor = a, true
+	return &w.auditCtx
 }
 
 // SetOrgID returns a copy of ctx that carries orgID as the tenant of the
 // audit logs written with it.
 func SetOrgID(ctx context.Context, orgID string) context.Context {
-	c := derive(ctx)
-	c.orgID, c.hasOrgID = orgID, true
-	return c
+	w := withIdentity(ctx)
+	w.ident.orgID, w.ident.hasOrgID = orgID, true
+	return &w.auditCtx
 }
 
 // SetMetadata returns a copy of ctx that carries md merged over the
@@ -174,14 +203,15 @@ func FromContext(ctx context.Context) Log {
 	if c == nil {
 		return Log{}
 	}
-	return Log{OrgID: c.orgID, Actor: c.actor, Metadata: cloneMetadata(c.merged())}
+	id := c.ident()
+	return Log{OrgID: id.orgID, Actor: id.actor, Metadata: cloneMetadata(c.merged())}
 }
 
 // ActorFromContext returns the actor set by SetActor, and whether one was
 // set. It does not allocate, so authorization code may call it freely.
 func ActorFromContext(ctx context.Context) (Actor, bool) {
-	if c := stateOf(ctx); c != nil {
-		return c.actor, c.hasActor
+	if c := stateOf(ctx); c != nil && c.id != nil {
+		return c.id.actor, c.id.hasActor
 	}
 	return Actor{}, false
 }
@@ -189,8 +219,8 @@ func ActorFromContext(ctx context.Context) (Actor, bool) {
 // OrgIDFromContext returns the org set by SetOrgID, and whether one was set.
 // It does not allocate.
 func OrgIDFromContext(ctx context.Context) (string, bool) {
-	if c := stateOf(ctx); c != nil {
-		return c.orgID, c.hasOrgID
+	if c := stateOf(ctx); c != nil && c.id != nil {
+		return c.id.orgID, c.id.hasOrgID
 	}
 	return "", false
 }
@@ -286,20 +316,20 @@ func (c *auditCtx) redactedMetadata(r *redactor) (map[string]string, error) {
 	return next.redacted, next.invalid
 }
 
-// Bits of auditCtx.valid.
+// Bits of identity.valid.
 const (
 	identityChecked = 1 << iota
 	actorValid
 	orgIDValid
 )
 
-// checkIdentity reports whether the actor and the org ID of c would pass
-// Log.Validate, checking them once per context.
-func (c *auditCtx) checkIdentity() (actorOK, orgOK bool) {
-	v := c.valid.Load()
+// checkIdentity reports whether the actor and the org ID of id would pass
+// Log.Validate, checking them once per identity.
+func (id *identity) checkIdentity() (actorOK, orgOK bool) {
+	v := id.valid.Load()
 	if v&identityChecked == 0 {
 		// The same checks as Validate, on a log holding only the identity.
-		l := Log{Actor: c.actor, OrgID: c.orgID}
+		l := Log{Actor: id.actor, OrgID: id.orgID}
 		v = identityChecked
 		if l.validateFieldsExcept(^fieldActor) == nil {
 			v |= actorValid
@@ -307,7 +337,7 @@ func (c *auditCtx) checkIdentity() (actorOK, orgOK bool) {
 		if l.validateFieldsExcept(^fieldOrgID) == nil {
 			v |= orgIDValid
 		}
-		c.valid.Store(v)
+		id.valid.Store(v)
 	}
 	return v&actorValid != 0, v&orgIDValid != 0
 }

@@ -3,6 +3,7 @@ package audit
 import (
 	"log/slog"
 	"maps"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -137,12 +138,10 @@ func (l *Log) validateFields() error { return l.validateFieldsExcept(0) }
 // validateFieldsExcept checks every field of l but Metadata and the fields
 // in known, which the caller knows to be valid.
 func (l *Log) validateFieldsExcept(known fieldSet) error {
-	values := l.fields()
-	for i := range values { // by index: ranging over the array would copy it
-		if known&(1<<i) != 0 {
-			continue
-		}
-		if err := checkField(fieldNames[i], values[i], fieldMax[i], fieldRequired[i]); err != nil {
+	// Only the fields not known, in the order of fieldNames.
+	for unknown := ^known & (1<<len(fieldNames) - 1); unknown != 0; unknown &= unknown - 1 {
+		i := bits.TrailingZeros16(uint16(unknown))
+		if err := checkField(fieldNames[i], l.field(i), fieldMax[i], fieldRequired[i]); err != nil {
 			return err
 		}
 	}
@@ -164,6 +163,31 @@ func (l *Log) fields() [len(fieldNames)]string {
 		l.Actor.ID, l.Actor.Type, l.Actor.Name,
 		l.Target.ID, l.Target.Type, l.Target.Name,
 	}
+}
+
+// field returns the string field of l that fieldNames[i] names.
+func (l *Log) field(i int) string {
+	switch i {
+	case 0:
+		return l.ID
+	case 1:
+		return l.OrgID
+	case 2:
+		return l.Source
+	case 3:
+		return l.Action
+	case 4:
+		return l.Actor.ID
+	case 5:
+		return l.Actor.Type
+	case 6:
+		return l.Actor.Name
+	case 7:
+		return l.Target.ID
+	case 8:
+		return l.Target.Type
+	}
+	return l.Target.Name
 }
 
 // validTime reports whether t is a valid CreatedAt.

@@ -236,17 +236,19 @@ func (lg *Logger) metadata(ctx context.Context, l *Log) (map[string]string, fiel
 		return md, 0, validatePairs(pairs)
 	}
 	var known fieldSet
-	actorOK, orgOK := c.checkIdentity()
-	if l.OrgID == "" && c.hasOrgID {
-		l.OrgID = c.orgID
-		if orgOK {
-			known |= fieldOrgID
+	if id := c.id; id != nil {
+		actorOK, orgOK := id.checkIdentity()
+		if l.OrgID == "" && id.hasOrgID {
+			l.OrgID = id.orgID
+			if orgOK {
+				known |= fieldOrgID
+			}
 		}
-	}
-	if l.Actor == (Actor{}) && c.hasActor {
-		l.Actor = c.actor
-		if actorOK {
-			known |= fieldActor
+		if l.Actor == (Actor{}) && id.hasActor {
+			l.Actor = id.actor
+			if actorOK {
+				known |= fieldActor
+			}
 		}
 	}
 	if len(l.Metadata) == 0 {
