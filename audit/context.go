@@ -281,7 +281,7 @@ func (c *auditCtx) merged() map[string]string {
 	if p := c.cache.Load(); p != nil {
 		return p.merged
 	}
-	var buf [16]kv
+	var buf [stackPairs]kv
 	_, m := c.flatten(buf[:0])
 	c.cache.CompareAndSwap(nil, &mdCache{merged: m})
 	return m
@@ -295,7 +295,7 @@ func (c *auditCtx) redactedMetadata(r *redactor) (map[string]string, error) {
 	if p != nil && p.policy == r {
 		return p.redacted, p.invalid
 	}
-	var buf [MaxMetadataKeys]kv
+	var buf [stackPairs]kv
 	var pairs []kv
 	next := &mdCache{policy: r}
 	if p != nil {

@@ -216,7 +216,7 @@ func checkField(name, value string, limit int, required bool) error {
 }
 
 func validateMetadata(md map[string]string) error {
-	var buf [MaxMetadataKeys]kv
+	var buf [stackPairs]kv
 	pairs, err := collectPairs(buf[:0], md)
 	if err != nil {
 		return err
@@ -224,8 +224,13 @@ func validateMetadata(md map[string]string) error {
 	return validatePairs(pairs)
 }
 
-// collectPairs appends the pairs of md to dst, which has room for
-// MaxMetadataKeys, unless md has too many keys to be valid.
+// stackPairs is the size of the arrays on the stack that metadata pairs
+// are collected in: enough for most logs, small enough to clear quickly.
+// More pairs than that go to the heap.
+const stackPairs = 16
+
+// collectPairs appends the pairs of md to dst, unless md has too many keys
+// to be valid.
 func collectPairs(dst []kv, md map[string]string) ([]kv, error) {
 	if len(md) > MaxMetadataKeys {
 		return dst, tooManyKeys(len(md))

@@ -219,7 +219,7 @@ func (lg *Logger) store(ctx context.Context, l *Log) error {
 func (lg *Logger) metadata(ctx context.Context, l *Log) (map[string]string, fieldSet, error) {
 	c := stateOf(ctx)
 	if c == nil {
-		var buf [MaxMetadataKeys]kv
+		var buf [stackPairs]kv
 		pairs, err := collectPairs(buf[:0], l.Metadata)
 		if err != nil {
 			return l.Metadata, 0, err

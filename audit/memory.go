@@ -74,8 +74,9 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 	// Check what is cheap to check — presence, bounds, the time — reading
 	// the map once for both validating and encoding. Whether the strings
 	// are valid text is checked on their copy, in one pass.
-	var buf [MaxMetadataKeys]kv
-	md, ok := boundsOK(log, buf[:0])
+	values := log.fields()
+	var buf [stackPairs]kv
+	md, ok := boundsOK(log, &values, buf[:0])
 	if !ok {
 		if err := log.Validate(); err != nil {
 			return err
@@ -88,7 +89,7 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rec, b := r.encode(log, md)
+	rec, b := r.encode(log, &values, md)
 	if !plainText(b[rec.idOff:]) {
 		// Not ASCII, or holding a NUL: check each string as Validate does.
 		if err := log.validateFields(); err != nil {
@@ -132,12 +133,11 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 	return nil
 }
 
-// boundsOK appends the metadata pairs of l to dst, which has room for
-// MaxMetadataKeys, and reports whether l passes the checks of Validate that
-// do not read the strings' bytes: required fields, lengths, the number of
-// keys and CreatedAt. When it reports false, Validate fails.
-func boundsOK(l *Log, dst []kv) ([]kv, bool) {
-	values := l.fields()
+// boundsOK appends the metadata pairs of l to dst and reports whether l,
+// whose string fields are values, passes the checks of Validate that do
+// not read the strings' bytes: required fields, lengths, the number of keys
+// and CreatedAt. When it reports false, Validate fails.
+func boundsOK(l *Log, values *[len(fieldNames)]string, dst []kv) ([]kv, bool) {
 	for i := range values {
 		if n := len(values[i]); n > fieldMax[i] || n == 0 && fieldRequired[i] {
 			return dst, false
@@ -220,9 +220,10 @@ func (r *MemoryRepository) addID(slot, h, n uint32) {
 	r.nIDs++
 }
 
-// encode writes the encoding of l, with md as its metadata, just past the
-// end of the last block, and returns its record and its bytes. The block
-// keeps it only once the caller extends the block over it.
+// encode writes the encoding of l, with values as its string fields and md
+// as its metadata, just past the end of the last block, and returns its
+// record and its bytes. The block keeps it only once the caller extends
+// the block over it.
 //
 // The encoding is a header — one byte holding the number of metadata pairs
 // and the wideLengths flag, then the length of each string in one byte, or
@@ -230,8 +231,7 @@ func (r *MemoryRepository) addID(slot, h, n uint32) {
 // the ID, the other fields in the order of fieldNames, and each pair's key
 // and value. The strings are contiguous, so that one pass over them checks
 // them all. l's fields must be within their bounds.
-func (r *MemoryRepository) encode(l *Log, md []kv) (record, []byte) {
-	values := l.fields()
+func (r *MemoryRepository) encode(l *Log, values *[len(fieldNames)]string, md []kv) (record, []byte) {
 	size, longest := 0, 0
 	for i := range values {
 		size += len(values[i])
