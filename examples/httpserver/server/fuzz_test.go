@@ -50,19 +50,8 @@ func FuzzXForwardedFor(f *testing.F) {
 	f.Add("\x00\xff,\"", []byte{0, 0, 0, 0}, false)
 	f.Fuzz(func(t *testing.T, spoof string, client []byte, twoProxies bool) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		// Whatever the header, an untrusted peer is the client.
-		r.RemoteAddr = "192.0.2.200:1"
 		r.Header[HeaderXForwardedFor] = []string{spoof}
-		if got, ok := ClientIP(r, testProxies, HeaderXForwardedFor); !ok || got.String() != "192.0.2.200" {
-			t.Fatalf("got %v for an untrusted peer, want the peer", got)
-		}
-		// A trusted peer with the client's header alone: any address, valid.
-		r.RemoteAddr = fuzzPeer + ":1"
-		got, ok := ClientIP(r, testProxies, HeaderXForwardedFor)
-		if !ok {
-			t.Fatal("got no address for a trusted peer")
-		}
-		checkIP(t, got)
+		checkPeers(t, r, HeaderXForwardedFor)
 
 		a, ok := clientAddr(client)
 		if !ok {
@@ -79,6 +68,24 @@ func FuzzXForwardedFor(f *testing.F) {
 	})
 }
 
+// checkPeers checks what holds whatever r's header holds: from an
+// untrusted peer, the peer is the client; from a trusted peer, with the
+// client's header alone, the address is any valid one. It leaves r coming
+// from the trusted peer.
+func checkPeers(t *testing.T, r *http.Request, header string) {
+	t.Helper()
+	r.RemoteAddr = "192.0.2.200:1"
+	if got, ok := ClientIP(r, testProxies, header); !ok || got.String() != "192.0.2.200" {
+		t.Fatalf("got %v for an untrusted peer, want the peer", got)
+	}
+	r.RemoteAddr = fuzzPeer + ":1"
+	got, ok := ClientIP(r, testProxies, header)
+	if !ok {
+		t.Fatal("got no address for a trusted peer")
+	}
+	checkIP(t, got)
+}
+
 // FuzzForwarded is FuzzXForwardedFor for the Forwarded header: a prefix
 // the client wrote can at worst make the header unreadable, recording
 // the proxy, and never chooses the address; when the prefix is itself
@@ -91,17 +98,8 @@ func FuzzForwarded(f *testing.F) {
 	f.Add(`for=unknown, for="[::1]:8", ,`, []byte{198, 51, 100, 7}, false, false)
 	f.Fuzz(func(t *testing.T, spoof string, client []byte, withPort, twoProxies bool) {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.RemoteAddr = "192.0.2.200:1"
 		r.Header[HeaderForwarded] = []string{spoof}
-		if got, ok := ClientIP(r, testProxies, HeaderForwarded); !ok || got.String() != "192.0.2.200" {
-			t.Fatalf("got %v for an untrusted peer, want the peer", got)
-		}
-		r.RemoteAddr = fuzzPeer + ":1"
-		got, ok := ClientIP(r, testProxies, HeaderForwarded)
-		if !ok {
-			t.Fatal("got no address for a trusted peer")
-		}
-		checkIP(t, got)
+		checkPeers(t, r, HeaderForwarded)
 
 		a, ok := clientAddr(client)
 		if !ok {
@@ -121,7 +119,7 @@ func FuzzForwarded(f *testing.F) {
 			h += ", for=10.7.7.7"
 		}
 		r.Header[HeaderForwarded] = []string{h}
-		got, _ = ClientIP(r, testProxies, HeaderForwarded)
+		got, _ := ClientIP(r, testProxies, HeaderForwarded)
 		if got != a && got.String() != fuzzPeer {
 			t.Fatalf("got %v from %q, want %v or the peer: the client chose the address", got, h, a)
 		}
