@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -106,13 +107,7 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	select {
 	case r.reqs <- req:
 		r.mu.RUnlock()
-		if int64(len(r.reqs)) >= r.awaited.Load() {
-			// The writer waits for this many logs: wake it.
-			select {
-			case r.enough <- struct{}{}:
-			default:
-			}
-		}
+		r.queued()
 	case <-ctx.Done():
 		r.mu.RUnlock()
 		return fmt.Errorf("postgres audit: create %q: %w", rw.id, ctx.Err())
@@ -125,6 +120,17 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 			return fmt.Errorf("postgres audit: create %q: %w", rw.id, ctx.Err())
 		}
 		return fmt.Errorf("postgres audit: create %q: %w (the log may be committed)", rw.id, ctx.Err())
+	}
+}
+
+// queued wakes the writer, if it waits for as many requests as are now
+// queued. Create calls it after queuing a request.
+func (r *Repository) queued() {
+	if int64(len(r.reqs)) >= r.awaited.Load() {
+		select {
+		case r.enough <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -263,20 +269,18 @@ func (r *Repository) writeLoop() {
 			// on the first few, start the COPY with them and add the
 			// others as they come, for a little while. The server reads
 			// the first rows while the others are on their way.
-			s := r.startCopy(batch)
 			timer.Reset(r.maxWait)
-			for ended := false; len(batch) < want && !ended; {
-				// Send the rows in a few steps, so that the server reads
-				// them as they come.
-				pending, ended = r.await(pending[:0], min(max(want/4, 8), want-len(batch)), timer.C, s.finished)
-				n := len(batch)
-				batch, carry = take(batch, carry, pending, seen)
-				s.add(batch[n:])
+			c := &collector{
+				r: r, batch: batch, carry: carry, pending: pending[:0], seen: seen,
+				want: want, expire: timer.C, rest: copyHeader,
 			}
+			ctx, cancel := r.batchContext()
+			err := r.copyRows(ctx, c)
+			c.close()
 			timer.Stop()
-			r.collecting.Unlock()
-			r.deliver(s.ctx, batch, s.finish())
-			s.cancel()
+			batch, carry, pending = c.batch, c.carry, c.pending
+			r.deliver(ctx, batch, err)
+			cancel()
 		}
 		// Expect the callers of this batch back, and those that arrived
 		// while it was written.
@@ -444,88 +448,102 @@ func (r *Repository) copyRows(ctx context.Context, data io.Reader) error {
 	return err
 }
 
-// copyStream is a COPY under way, whose rows are added while the server
-// reads the first ones.
-type copyStream struct {
-	ctx      context.Context
-	cancel   context.CancelFunc
-	data     chan []byte // tuples to send, closed after the last
-	rest     []byte      // what Read has yet to return of a tuple
-	eof      bool
-	err      error         // the COPY's result, once finished is closed
-	finished chan struct{} // closed when the COPY has ended
+// collector is the data of a COPY whose batch is still being collected:
+// as an io.Reader, it returns the COPY header and the rows at hand, then
+// waits for more requests and returns their rows, until the batch has the
+// requests it expects or maxWait has passed; then the trailer and EOF.
+// It runs in the COPY's sending goroutine, so the rows go out as soon as
+// they are taken, and the COPY ends as soon as the batch is complete.
+//
+// The writer that made it holds r.collecting; the collector releases it
+// once the batch is complete, or close does.
+type collector struct {
+	r       *Repository
+	mu      sync.Mutex // held by Read, and by close
+	batch   []*request // the requests taken; those from sent on are still to be sent
+	carry   []*request // see take
+	pending []*request // scratch space for await
+	seen    map[string]struct{}
+	want    int
+	expire  <-chan time.Time
+	sent    int    // batch[:sent] have been sent
+	rest    []byte // what Read has yet to return of the header, a row or the trailer
+	state   int    // collecting, ending (the trailer is in rest) or ended
 }
 
-// startCopy starts the COPY of a batch that starts with reqs and to which
-// at most r.maxBatch requests are added.
-func (r *Repository) startCopy(reqs []*request) *copyStream {
-	ctx, cancel := r.batchContext()
-	s := &copyStream{
-		ctx:      ctx,
-		cancel:   cancel,
-		data:     make(chan []byte, r.maxBatch+2), // never full: add does not wait
-		finished: make(chan struct{}),
+// States of a collector.
+const (
+	collecting = iota
+	ending
+	ended
+)
+
+// Read implements io.Reader. It waits only when it has nothing to return.
+func (c *collector) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		n := c.fill(p)
+		switch {
+		case n > 0:
+			return n, nil
+		case c.state == ending:
+			c.state = ended
+			fallthrough
+		case c.state == ended:
+			return 0, io.EOF
+		}
+		// All taken rows are sent: take more, or end the batch.
+		if len(c.batch) >= c.want || c.expire == nil {
+			c.stopCollecting()
+			continue
+		}
+		// Take the rows in a few steps, so that the server reads them as
+		// they come.
+		var expired bool
+		c.pending, expired = c.r.await(c.pending[:0], min(max(c.want/4, 8), c.want-len(c.batch)), c.expire, nil)
+		c.batch, c.carry = take(c.batch, c.carry, c.pending, c.seen)
+		if expired {
+			c.expire = nil
+		}
 	}
-	s.data <- copyHeader
-	s.add(reqs)
-	go func() {
-		defer close(s.finished)
-		s.err = r.copyRows(ctx, s)
-	}()
-	return s
 }
 
-// add sends the rows of reqs.
-func (s *copyStream) add(reqs []*request) {
-	for _, req := range reqs {
-		s.data <- req.tuple
-	}
-}
-
-// finish ends the COPY and returns its result.
-func (s *copyStream) finish() error {
-	s.data <- copyTrailer
-	close(s.data)
-	<-s.finished
-	return s.err
-}
-
-// Read implements io.Reader for the COPY: it waits for the first tuple
-// and returns it with those that follow it without waiting.
-func (s *copyStream) Read(p []byte) (int, error) {
+// fill copies into p what is ready to be sent, and returns how much.
+func (c *collector) fill(p []byte) int {
 	n := 0
 	for n < len(p) {
-		if len(s.rest) == 0 {
-			if s.eof {
+		if len(c.rest) == 0 {
+			if c.sent == len(c.batch) {
 				break
 			}
-			var (
-				b  []byte
-				ok bool
-			)
-			if n == 0 {
-				b, ok = <-s.data
-			} else {
-				select {
-				case b, ok = <-s.data:
-				default:
-					return n, nil
-				}
-			}
-			if !ok {
-				s.eof = true
-				break
-			}
-			s.rest = b
+			c.rest = c.batch[c.sent].tuple
+			c.sent++
 		}
-		m := copy(p[n:], s.rest)
+		m := copy(p[n:], c.rest)
 		n += m
-		s.rest = s.rest[m:]
+		c.rest = c.rest[m:]
 	}
-	if n == 0 && s.eof {
-		return 0, io.EOF
+	return n
+}
+
+// stopCollecting ends the collection: the trailer follows the rows sent.
+func (c *collector) stopCollecting() {
+	c.state = ending
+	c.rest = copyTrailer
+	c.r.collecting.Unlock()
+}
+
+// close ends the collection if Read did not, and makes any later Read
+// return EOF: the COPY may end, on an error, before its sending goroutine
+// has returned from Read.
+func (c *collector) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == collecting {
+		c.r.collecting.Unlock()
 	}
-	return n, nil
+	c.state = ended
 }
 
 func (r *Repository) batchContext() (context.Context, context.CancelFunc) {

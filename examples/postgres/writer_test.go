@@ -77,6 +77,7 @@ func TestFlushIsolatesFailures(t *testing.T) {
 	if err := r.Create(ctx, &stored); err != nil {
 		t.Fatal(err)
 	}
+	idle := idleRepository(t, schema)
 	// Rules of this service's DBA, which no Validate knows about: one
 	// fails with an integrity constraint violation (SQLSTATE 23514), the
 	// other with a data exception (22P02, "abc" is no integer).
@@ -109,7 +110,10 @@ func TestFlushIsolatesFailures(t *testing.T) {
 		for _, write := range []struct {
 			name string
 			do   func(*testing.T, *Repository, []audit.Log) []error
-		}{{"flush", flushLogs}, {"stream", streamLogs}} {
+		}{{"flush", flushLogs}, {"stream", func(t *testing.T, _ *Repository, logs []audit.Log) []error {
+			t.Helper()
+			return streamLogs(t, idle, logs)
+		}}} {
 			// Each write is a new batch of the same logs: the good ones
 			// get new IDs the second time.
 			logs := slices.Clone(batch.logs)
@@ -149,17 +153,64 @@ func flushLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 }
 
 // streamLogs writes logs as one batch of group commit that starts with the
-// first log and gets the others once the server has had time to read it —
-// and to fail the COPY, if the first log is bad.
+// first log, as its collector does: the others are queued once the server
+// has had time to read the first — and to fail the COPY, if the first log
+// is bad. r's writers must not be running.
 func streamLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 	t.Helper()
 	reqs := takenRequests(t, logs)
-	s := r.startCopy(reqs[:1])
-	time.Sleep(50 * time.Millisecond)
-	s.add(reqs[1:])
-	r.deliver(s.ctx, reqs, s.finish())
-	s.cancel()
+	for _, req := range reqs[1:] {
+		req.state.Store(queued)
+	}
+	timer := time.NewTimer(10 * time.Second)
+	defer timer.Stop()
+	r.collecting.Lock()
+	c := &collector{
+		r: r, batch: reqs[:1:1], seen: map[string]struct{}{reqs[0].row.id: {}},
+		want: len(reqs), expire: timer.C, rest: copyHeader,
+	}
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		time.Sleep(50 * time.Millisecond)
+		for _, req := range reqs[1:] {
+			r.reqs <- req
+			r.queued()
+		}
+	}()
+	ctx := context.Background()
+	err := r.copyRows(ctx, c)
+	c.close()
+	if len(c.carry) != 0 {
+		t.Fatalf("the batch carried %d logs to the next", len(c.carry))
+	}
+	r.deliver(ctx, c.batch, err)
+	// A COPY that failed early may end before it took every log: as a
+	// writer would, write the others in the next batch.
+	<-sent
+	var next []*request
+	for len(r.reqs) > 0 {
+		req := <-r.reqs
+		req.state.Store(taken)
+		next = append(next, req)
+	}
+	if len(next) > 0 {
+		r.flush(nil, next)
+	}
 	return results(reqs)
+}
+
+// idleRepository returns a Repository on schema whose writers have
+// stopped, for tests that play a writer's part.
+func idleRepository(t *testing.T, schema string) *Repository {
+	t.Helper()
+	r := NewRepository(mustPool(t), WithSchema(schema))
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.reqs = make(chan *request, r.maxBatch)
+	r.quit = make(chan struct{})
+	return r
 }
 
 func takenRequests(t *testing.T, logs []audit.Log) []*request {
