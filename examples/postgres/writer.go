@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/raystack/salt/audit"
 )
@@ -438,15 +439,85 @@ func failAll(reqs []*request, err error) {
 
 // copyRows sends data, a binary COPY made by appendCopyRow, with one COPY
 // statement.
-func (r *Repository) copyRows(ctx context.Context, data io.Reader) error {
+//
+// It speaks the COPY protocol on the connection itself. pgconn's CopyFrom
+// reads data in a goroutine of its own and receives the server's messages
+// in another, and hands both to the caller: wake-ups that every batch,
+// and so every caller, would wait for.
+func (r *Repository) copyRows(ctx context.Context, data io.Reader) (err error) {
 	c, err := r.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Release()
-	_, err = c.Conn().PgConn().CopyFrom(ctx, data, r.copySQL)
-	return err
+	pc := c.Conn().PgConn()
+	defer func() {
+		var pgErr *pgconn.PgError
+		if err != nil && !errors.As(err, &pgErr) {
+			// The exchange was cut short, and the connection is in a state
+			// that no one else should find: close it, and the pool drops
+			// it.
+			closing, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = pc.Close(closing)
+			cancel()
+		}
+	}()
+	// Receiving honors ctx; sending, which blocks only if the server stops
+	// reading, is bounded by its deadline.
+	if deadline, ok := ctx.Deadline(); ok {
+		if err := pc.Conn().SetWriteDeadline(deadline); err != nil {
+			return err
+		}
+		defer func() { _ = pc.Conn().SetWriteDeadline(time.Time{}) }()
+	}
+	fe := pc.Frontend()
+	fe.Send(&pgproto3.Query{String: r.copySQL})
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	for {
+		n, err := data.Read(*buf)
+		if n > 0 {
+			fe.Send(&pgproto3.CopyData{Data: (*buf)[:n]})
+			if err := fe.Flush(); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	fe.Send(&pgproto3.CopyDone{})
+	if err := fe.Flush(); err != nil {
+		return err
+	}
+	// The server answers CopyInResponse, then CommandComplete or
+	// ErrorResponse, then ReadyForQuery. After an error it ignores the
+	// rest of the COPY.
+	var failed error
+	for {
+		msg, err := pc.ReceiveMessage(ctx)
+		if err != nil {
+			return err
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			if failed == nil {
+				failed = pgconn.ErrorResponseToPgError(msg)
+			}
+		case *pgproto3.ReadyForQuery:
+			return failed
+		}
+	}
 }
+
+// copyBufs holds the buffers copyRows reads COPY data into.
+var copyBufs = sync.Pool{New: func() any {
+	b := make([]byte, 64<<10)
+	return &b
+}}
 
 // collector is the data of a COPY whose batch is still being collected:
 // as an io.Reader, it returns the COPY header and the rows at hand, then

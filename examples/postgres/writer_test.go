@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"slices"
 	"strings"
@@ -503,3 +505,55 @@ func TestNewRepositoryPanics(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyRowsConnectionLost ends the server's session while a COPY is
+// still receiving rows: the COPY fails, and the connection, left in the
+// middle of the protocol, is not handed to anyone else.
+func TestCopyRowsConnectionLost(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t)
+	ctx := context.Background()
+	reqs := takenRequests(t, []audit.Log{makeLog("lost-1"), makeLog("lost-2")})
+	first := append(append([]byte(nil), copyHeader...), reqs[0].tuple...)
+	resume := make(chan struct{})
+	data := io.MultiReader(bytes.NewReader(first), readerFunc(func(p []byte) (int, error) {
+		<-resume
+		return 0, io.EOF
+	}), bytes.NewReader(append(append([]byte(nil), reqs[1].tuple...), copyTrailer...)))
+	done := make(chan error, 1)
+	go func() { done <- r.copyRows(ctx, data) }()
+
+	// Wait until the COPY runs, then end its session.
+	var terminated bool
+	for deadline := time.Now().Add(10 * time.Second); !terminated && time.Now().Before(deadline); {
+		err := mustPool(t).QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) > 0 FROM pg_stat_activity
+			WHERE query LIKE 'COPY %' || $1 || '%' AND pid <> pg_backend_pid()`, schema).Scan(&terminated)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !terminated {
+		t.Fatal("found no COPY to end")
+	}
+	close(resume)
+	err := <-done
+	if err == nil {
+		t.Fatal("COPY: got success from a session that was ended")
+	}
+	t.Logf("COPY: %v", err)
+	// Every connection the pool hands out again works.
+	for i := range 2 * int(mustPool(t).Config().MaxConns) {
+		l := makeLog(fmt.Sprintf("after-%d", i))
+		if err := r.Create(ctx, &l); err != nil {
+			t.Fatalf("Create after the lost COPY: %v", err)
+		}
+	}
+	if _, err := r.GetByID(ctx, "lost-1"); !errors.Is(err, audit.ErrNotFound) {
+		t.Errorf("GetByID(lost-1): got %v, want ErrNotFound: the COPY was not committed", err)
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
