@@ -516,7 +516,7 @@ func TestCopyRowsConnectionLost(t *testing.T) {
 	reqs := takenRequests(t, []audit.Log{makeLog("lost-1"), makeLog("lost-2")})
 	first := append(append([]byte(nil), copyHeader...), reqs[0].tuple...)
 	resume := make(chan struct{})
-	data := io.MultiReader(bytes.NewReader(first), readerFunc(func(p []byte) (int, error) {
+	data := io.MultiReader(bytes.NewReader(first), readerFunc(func([]byte) (int, error) {
 		<-resume
 		return 0, io.EOF
 	}), bytes.NewReader(append(append([]byte(nil), reqs[1].tuple...), copyTrailer...)))
