@@ -43,10 +43,10 @@ type Repository struct {
 	writeTimeout time.Duration
 	maxWait      time.Duration
 
-	copySQL      string // the COPY of group commit, see writer.go
-	insertNewSQL string // the INSERT of a batch that skips stored IDs
-	insertOneSQL string // the same for one row
-	selectSQL    string // SELECT columns FROM table
+	copySQLs     [copySegments + 1]string // copySQLs[n]: n COPY statements of group commit, see writer.go
+	insertNewSQL string                   // the INSERT of a batch that skips stored IDs
+	insertOneSQL string                   // the same for one row
+	selectSQL    string                   // SELECT columns FROM table
 	getSQL       string
 
 	reqs chan *request
@@ -146,7 +146,9 @@ func NewRepository(pool *pgxpool.Pool, opts ...Option) *Repository {
 	cols := strings.Join(columns, ", ")
 	r.selectSQL = "SELECT " + cols + " FROM " + table
 	r.getSQL = r.selectSQL + " WHERE id = $1"
-	r.copySQL = copySQL(r.table)
+	for n := range r.copySQLs {
+		r.copySQLs[n] = strings.Repeat(copySQL(r.table)+"; ", n)
+	}
 	r.insertOneSQL = "INSERT INTO " + table + " (" + cols + ")" +
 		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)" +
 		" ON CONFLICT (id) DO NOTHING RETURNING id"

@@ -74,7 +74,7 @@ func TestCreateGetRoundTrip(t *testing.T) {
 		req.state.Store(taken)
 		reqs = append(reqs, req)
 	}
-	r.flush(nil, reqs)
+	r.flush(reqs)
 	for i, req := range reqs {
 		if err := <-req.done; err != nil {
 			t.Fatalf("group commit of %s: %v", batch[i].ID, err)

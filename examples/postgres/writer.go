@@ -1,14 +1,11 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -229,7 +226,6 @@ func (r *Repository) writeLoop() {
 		batch   []*request // the requests of the batch
 		carry   []*request // requests whose ID is already in the batch
 		seen    = map[string]struct{}{}
-		buf     []byte // the COPY data of a batch
 		closing bool
 		expect  int // how many requests the next batch may expect
 		timer   = time.NewTimer(time.Hour)
@@ -262,7 +258,7 @@ func (r *Repository) writeLoop() {
 		if len(batch) == 0 || len(batch) >= want || r.maxWait <= 0 || closing {
 			r.collecting.Unlock()
 			if len(batch) > 0 {
-				buf = r.flush(buf, batch)
+				r.flush(batch)
 			}
 		} else {
 			// The callers of the last batch are likely to be back with
@@ -273,11 +269,11 @@ func (r *Repository) writeLoop() {
 			timer.Reset(r.maxWait)
 			c := &collector{
 				r: r, batch: batch, carry: carry, pending: pending[:0], seen: seen,
-				want: want, expire: timer.C, rest: copyHeader,
+				want: want, expire: timer.C,
 			}
 			ctx, cancel := r.batchContext()
-			err := r.copyRows(ctx, c)
-			c.close()
+			err := r.copyRows(ctx, copySegments, c.write)
+			c.stop()
 			timer.Stop()
 			batch, carry, pending = c.batch, c.carry, c.pending
 			r.deliver(ctx, batch, err)
@@ -358,23 +354,21 @@ func (r *Repository) await(pending []*request, n int, expire <-chan time.Time, s
 	}
 }
 
-// flush writes the rows of reqs and gives each request its result. buf is
-// scratch space, returned for the next batch.
-func (r *Repository) flush(buf []byte, reqs []*request) []byte {
+// flush writes the rows of reqs and gives each request its result.
+func (r *Repository) flush(reqs []*request) {
 	ctx, cancel := r.batchContext()
 	defer cancel()
 	if len(reqs) == 1 {
 		// A prepared INSERT is quicker than COPY for one row.
 		reqs[0].done <- r.createAlone(ctx, &reqs[0].row)
-		return buf
+		return
 	}
-	buf = append(buf[:0], copyHeader...)
-	for _, req := range reqs {
-		buf = append(buf, req.tuple...)
-	}
-	buf = append(buf, copyTrailer...)
-	r.deliver(ctx, reqs, r.copyRows(ctx, bytes.NewReader(buf)))
-	return buf
+	r.deliver(ctx, reqs, r.copyRows(ctx, 1, func(w *copyWriter) error {
+		for _, req := range reqs {
+			w.row(req.tuple)
+		}
+		return nil
+	}))
 }
 
 // deliver gives each request of reqs its result, given err, the result of
@@ -437,14 +431,19 @@ func failAll(reqs []*request, err error) {
 	}
 }
 
-// copyRows sends data, a binary COPY made by appendCopyRow, with one COPY
-// statement.
+// copyRows writes rows with binary COPY, in a transaction of one or more
+// COPY statements (at most copySegments): write sends the rows of the
+// first, ends it, sends those of the next, and so on; the segments it
+// leaves are sent empty. The server inserts the rows of a COPY when it
+// ends, so segments let it insert the first rows of a batch while the last
+// are still to come. One simple-query message holds the statements, which
+// makes them one transaction: all rows are committed, or none.
 //
-// It speaks the COPY protocol on the connection itself. pgconn's CopyFrom
-// reads data in a goroutine of its own and receives the server's messages
-// in another, and hands both to the caller: wake-ups that every batch,
-// and so every caller, would wait for.
-func (r *Repository) copyRows(ctx context.Context, data io.Reader) (err error) {
+// copyRows speaks the COPY protocol on the connection itself. pgconn's
+// CopyFrom reads the data in a goroutine of its own and receives the
+// server's messages in another, and hands both to the caller: wake-ups
+// that every batch, and so every caller, would wait for.
+func (r *Repository) copyRows(ctx context.Context, segments int, write func(*copyWriter) error) (err error) {
 	c, err := r.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -470,32 +469,20 @@ func (r *Repository) copyRows(ctx context.Context, data io.Reader) (err error) {
 		}
 		defer func() { _ = pc.Conn().SetWriteDeadline(time.Time{}) }()
 	}
-	fe := pc.Frontend()
-	fe.Send(&pgproto3.Query{String: r.copySQL})
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
-	for {
-		n, err := data.Read(*buf)
-		if n > 0 {
-			fe.Send(&pgproto3.CopyData{Data: (*buf)[:n]})
-			if err := fe.Flush(); err != nil {
-				return err
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-	}
-	fe.Send(&pgproto3.CopyDone{})
-	if err := fe.Flush(); err != nil {
+	w := &copyWriter{fe: pc.Frontend(), left: segments}
+	w.fe.Send(&pgproto3.Query{String: r.copySQLs[segments]})
+	if err := write(w); err != nil {
 		return err
 	}
-	// The server answers CopyInResponse, then CommandComplete or
-	// ErrorResponse, then ReadyForQuery. After an error it ignores the
-	// rest of the COPY.
+	for w.left > 0 {
+		w.endSegment()
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	// For each COPY the server answers CopyInResponse and CommandComplete,
+	// then ReadyForQuery; on an error, ErrorResponse and ReadyForQuery, and
+	// it ignores the rest of the data.
 	var failed error
 	for {
 		msg, err := pc.ReceiveMessage(ctx)
@@ -513,61 +500,81 @@ func (r *Repository) copyRows(ctx context.Context, data io.Reader) (err error) {
 	}
 }
 
-// copyBufs holds the buffers copyRows reads COPY data into.
-var copyBufs = sync.Pool{New: func() any {
-	b := make([]byte, 64<<10)
-	return &b
-}}
+// copySegments is the most COPY statements a batch is written with.
+const copySegments = 4
 
-// collector is the data of a COPY whose batch is still being collected:
-// as an io.Reader, it returns the COPY header and the rows at hand, then
-// waits for more requests and returns their rows, until the batch has the
-// requests it expects or maxWait has passed; then the trailer and EOF.
-// It runs in the COPY's sending goroutine, so the rows go out as soon as
-// they are taken, and the COPY ends as soon as the batch is complete.
+// copyWriter sends the data of copyRows' COPY statements.
+type copyWriter struct {
+	fe      *pgproto3.Frontend
+	left    int  // segments not ended yet
+	started bool // the current segment's header is sent
+	rows    int  // rows in the current segment
+}
+
+// row sends one row, made by appendCopyRow, in the current segment.
+func (w *copyWriter) row(tuple []byte) {
+	w.start()
+	w.fe.Send(&pgproto3.CopyData{Data: tuple})
+	w.rows++
+}
+
+func (w *copyWriter) start() {
+	if !w.started {
+		w.fe.Send(&pgproto3.CopyData{Data: copyHeader})
+		w.started = true
+	}
+}
+
+// endSegment ends the current segment; the rows that follow go to the
+// next. It must not be called once no segment is left.
+func (w *copyWriter) endSegment() {
+	w.start()
+	w.fe.Send(&pgproto3.CopyData{Data: copyTrailer})
+	w.fe.Send(&pgproto3.CopyDone{})
+	w.left--
+	w.started, w.rows = false, 0
+}
+
+// flush sends what was written so far.
+func (w *copyWriter) flush() error { return w.fe.Flush() }
+
+// collector collects a batch while its COPY is under way: it sends the
+// rows at hand, then waits for more requests and sends their rows, until
+// the batch has the requests it expects or maxWait has passed. The rows are
+// spread over the COPY's segments, so that the server inserts the first
+// while the last are on their way.
 //
 // The writer that made it holds r.collecting; the collector releases it
-// once the batch is complete, or close does.
+// once the batch is complete, or stop does.
 type collector struct {
 	r       *Repository
-	mu      sync.Mutex // held by Read, and by close
-	batch   []*request // the requests taken; those from sent on are still to be sent
+	batch   []*request // the requests taken
 	carry   []*request // see take
 	pending []*request // scratch space for await
 	seen    map[string]struct{}
 	want    int
 	expire  <-chan time.Time
-	sent    int    // batch[:sent] have been sent
-	rest    []byte // what Read has yet to return of the header, a row or the trailer
-	state   int    // collecting, ending (the trailer is in rest) or ended
+	done    bool // the collection has ended
 }
 
-// States of a collector.
-const (
-	collecting = iota
-	ending
-	ended
-)
-
-// Read implements io.Reader. It waits only when it has nothing to return.
-func (c *collector) Read(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// write sends the batch's rows with w as they are taken, and returns when
+// the batch is complete.
+func (c *collector) write(w *copyWriter) error {
+	defer c.stop()
+	perSegment := (c.want + copySegments - 1) / copySegments
+	sent := 0
 	for {
-		n := c.fill(p)
-		switch {
-		case n > 0:
-			return n, nil
-		case c.state == ending:
-			c.state = ended
-			fallthrough
-		case c.state == ended:
-			return 0, io.EOF
+		for ; sent < len(c.batch); sent++ {
+			if w.rows >= perSegment && w.left > 1 {
+				w.endSegment()
+			}
+			w.row(c.batch[sent].tuple)
 		}
-		// All taken rows are sent: take more, or end the batch.
 		if len(c.batch) >= c.want || c.expire == nil {
-			c.stopCollecting()
-			continue
+			return nil
+		}
+		if err := w.flush(); err != nil {
+			return err
 		}
 		// Take the rows in a few steps, so that the server reads them as
 		// they come.
@@ -580,41 +587,12 @@ func (c *collector) Read(p []byte) (int, error) {
 	}
 }
 
-// fill copies into p what is ready to be sent, and returns how much.
-func (c *collector) fill(p []byte) int {
-	n := 0
-	for n < len(p) {
-		if len(c.rest) == 0 {
-			if c.sent == len(c.batch) {
-				break
-			}
-			c.rest = c.batch[c.sent].tuple
-			c.sent++
-		}
-		m := copy(p[n:], c.rest)
-		n += m
-		c.rest = c.rest[m:]
-	}
-	return n
-}
-
-// stopCollecting ends the collection: the trailer follows the rows sent.
-func (c *collector) stopCollecting() {
-	c.state = ending
-	c.rest = copyTrailer
-	c.r.collecting.Unlock()
-}
-
-// close ends the collection if Read did not, and makes any later Read
-// return EOF: the COPY may end, on an error, before its sending goroutine
-// has returned from Read.
-func (c *collector) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state == collecting {
+// stop ends the collection, if it has not ended.
+func (c *collector) stop() {
+	if !c.done {
+		c.done = true
 		c.r.collecting.Unlock()
 	}
-	c.state = ended
 }
 
 func (r *Repository) batchContext() (context.Context, context.CancelFunc) {

@@ -1,11 +1,9 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"runtime"
 	"slices"
 	"strings"
@@ -150,7 +148,7 @@ func TestFlushIsolatesFailures(t *testing.T) {
 func flushLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 	t.Helper()
 	reqs := takenRequests(t, logs)
-	r.flush(nil, reqs)
+	r.flush(reqs)
 	return results(reqs)
 }
 
@@ -169,7 +167,7 @@ func streamLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 	r.collecting.Lock()
 	c := &collector{
 		r: r, batch: reqs[:1:1], seen: map[string]struct{}{reqs[0].row.id: {}},
-		want: len(reqs), expire: timer.C, rest: copyHeader,
+		want: len(reqs), expire: timer.C,
 	}
 	sent := make(chan struct{})
 	go func() {
@@ -181,8 +179,8 @@ func streamLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 		}
 	}()
 	ctx := context.Background()
-	err := r.copyRows(ctx, c)
-	c.close()
+	err := r.copyRows(ctx, copySegments, c.write)
+	c.stop()
 	if len(c.carry) != 0 {
 		t.Fatalf("the batch carried %d logs to the next", len(c.carry))
 	}
@@ -197,7 +195,7 @@ func streamLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 		next = append(next, req)
 	}
 	if len(next) > 0 {
-		r.flush(nil, next)
+		r.flush(next)
 	}
 	return results(reqs)
 }
@@ -514,14 +512,20 @@ func TestCopyRowsConnectionLost(t *testing.T) {
 	r, schema := newRepo(t)
 	ctx := context.Background()
 	reqs := takenRequests(t, []audit.Log{makeLog("lost-1"), makeLog("lost-2")})
-	first := append(append([]byte(nil), copyHeader...), reqs[0].tuple...)
 	resume := make(chan struct{})
-	data := io.MultiReader(bytes.NewReader(first), readerFunc(func([]byte) (int, error) {
-		<-resume
-		return 0, io.EOF
-	}), bytes.NewReader(append(append([]byte(nil), reqs[1].tuple...), copyTrailer...)))
 	done := make(chan error, 1)
-	go func() { done <- r.copyRows(ctx, data) }()
+	go func() {
+		done <- r.copyRows(ctx, 2, func(w *copyWriter) error {
+			w.row(reqs[0].tuple)
+			if err := w.flush(); err != nil {
+				return err
+			}
+			<-resume
+			w.endSegment()
+			w.row(reqs[1].tuple)
+			return nil
+		})
+	}()
 
 	// Wait until the COPY runs, then end its session.
 	var terminated bool
@@ -553,7 +557,3 @@ func TestCopyRowsConnectionLost(t *testing.T) {
 		t.Errorf("GetByID(lost-1): got %v, want ErrNotFound: the COPY was not committed", err)
 	}
 }
-
-type readerFunc func([]byte) (int, error)
-
-func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
