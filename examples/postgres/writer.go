@@ -19,18 +19,19 @@ import (
 // Group commit. Create hands its row to a writer goroutine through a
 // channel and waits for its own result. A writer takes the first row that
 // arrives and every other row already waiting, up to the batch size, and
-// writes them with one binary COPY: one statement, one commit, one WAL
-// flush for the whole batch, and the cheapest way PostgreSQL has to insert
-// rows. The rows that arrive meanwhile make the next batch, so batches
+// writes them with binary COPY: one commit, one WAL flush for the whole
+// batch, and the cheapest way PostgreSQL has to insert rows. The rows that arrive meanwhile make the next batch, so batches
 // grow with load, and a lone Create waits for nobody (see WithMaxWait).
 // When the writer expects more callers back than it has rows (those of
 // its previous batch), it starts the COPY at once and adds their rows as
 // they arrive, for up to WithMaxWait: the statement is under way and the
 // server reads the first rows while the others are on their way, and the
-// writer wakes once per few rows rather than once per row.
+// writer wakes once per few rows rather than once per row. Such a batch is
+// written as up to four COPY statements in one transaction, so that the
+// server inserts the first rows before the last arrive (see copyRows).
 //
-// A COPY that fails commits nothing, so each caller can still get its own
-// outcome. If an ID was already stored, the batch is written again with
+// A COPY that fails commits nothing (nor do the other COPY statements of
+// its batch), so each caller can still get its own outcome. If an ID was already stored, the batch is written again with
 // INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id: a row whose id is
 // not returned was the duplicate. If the server rejected some row for
 // another reason, each row is written alone, so that one bad log does not
@@ -372,7 +373,7 @@ func (r *Repository) flush(reqs []*request) {
 }
 
 // deliver gives each request of reqs its result, given err, the result of
-// writing them all with one COPY.
+// writing them all with copyRows.
 func (r *Repository) deliver(ctx context.Context, reqs []*request, err error) {
 	if err == nil {
 		for _, req := range reqs {
