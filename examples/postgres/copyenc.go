@@ -7,8 +7,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Binary COPY, written by hand for group commit: the batch is encoded in
-// one buffer and sent with one COPY, without a description round trip.
+// Binary COPY, written by hand for group commit: each row is encoded once,
+// in its caller's goroutine, and sent as it is (see copyRows), without a
+// description round trip.
 // Format: https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4
 
 var copyHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")

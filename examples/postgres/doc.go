@@ -54,8 +54,9 @@
 // per log spends most of its time waiting for a flush. Create instead
 // hands its log to a writer goroutine and waits: the writer writes all the
 // logs waiting at that moment, and those of the callers it expects back,
-// with binary COPY and one commit, and tells each caller its own outcome. See Create for what callers can rely
-// on, WithMaxWait and WithWriters for tuning, and CreateBatch for imports.
+// with binary COPY and one commit, and tells each caller its own outcome.
+// See Create for what callers can rely on, WithMaxWait and WithWriters for
+// tuning, and CreateBatch for imports.
 //
 // # Lists
 //

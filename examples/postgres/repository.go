@@ -96,9 +96,9 @@ func WithWriters(n int) Option {
 // written. They are likely to be back within moments with their next
 // logs, and one commit for all of them is cheaper than one for the first
 // few and another for the rest. The batch's COPY starts at once, and the
-// logs that arrive during the wait are sent as they come. A lone caller does not wait (but for its
-// first log after a burst). A value <= 0 never waits. The default is
-// DefaultMaxWait.
+// logs that arrive during the wait are sent as they come. A lone caller
+// does not wait (but for its first log after a burst). A value <= 0 never
+// waits. The default is DefaultMaxWait.
 func WithMaxWait(d time.Duration) Option {
 	return func(r *Repository) { r.maxWait = d }
 }

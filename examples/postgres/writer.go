@@ -20,8 +20,9 @@ import (
 // channel and waits for its own result. A writer takes the first row that
 // arrives and every other row already waiting, up to the batch size, and
 // writes them with binary COPY: one commit, one WAL flush for the whole
-// batch, and the cheapest way PostgreSQL has to insert rows. The rows that arrive meanwhile make the next batch, so batches
-// grow with load, and a lone Create waits for nobody (see WithMaxWait).
+// batch, and the cheapest way PostgreSQL has to insert rows. The rows that
+// arrive meanwhile make the next batch, so batches grow with load, and a
+// lone Create waits for nobody (see WithMaxWait).
 // When the writer expects more callers back than it has rows (those of
 // its previous batch), it starts the COPY at once and adds their rows as
 // they arrive, for up to WithMaxWait: the statement is under way and the
@@ -31,9 +32,10 @@ import (
 // server inserts the first rows before the last arrive (see copyRows).
 //
 // A COPY that fails commits nothing (nor do the other COPY statements of
-// its batch), so each caller can still get its own outcome. If an ID was already stored, the batch is written again with
-// INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id: a row whose id is
-// not returned was the duplicate. If the server rejected some row for
+// its batch), so each caller can still get its own outcome. If an ID was
+// already stored, the batch is written again with INSERT ... ON CONFLICT
+// (id) DO NOTHING RETURNING id: a row whose id is not returned was the
+// duplicate. If the server rejected some row for
 // another reason, each row is written alone, so that one bad log does not
 // fail its neighbors. Any other error (the server out of connections,
 // shutting down or read-only, a statement timeout, a lost connection) is
@@ -246,7 +248,9 @@ func (r *Repository) writeLoop() {
 		// One writer at a time makes a batch, while the others write
 		// theirs: the logs that arrive go to one batch rather than be
 		// split between writers that would each wait for the rest. The
-		// lock is held for at most maxWait.
+		// lock is held until the batch is complete: for a streamed batch,
+		// that is once it has a connection and its COPY is under way, at
+		// most maxWait later.
 		r.collecting.Lock()
 		pending = r.receive(pending, r.maxBatch)
 		if len(pending) == 0 { // closing, and nothing is left
@@ -267,10 +271,9 @@ func (r *Repository) writeLoop() {
 			// on the first few, start the COPY with them and add the
 			// others as they come, for a little while. The server reads
 			// the first rows while the others are on their way.
-			timer.Reset(r.maxWait)
 			c := &collector{
 				r: r, batch: batch, carry: carry, pending: pending[:0], seen: seen,
-				want: want, expire: timer.C,
+				want: want, timer: timer,
 			}
 			ctx, cancel := r.batchContext()
 			err := r.copyRows(ctx, copySegments, c.write)
@@ -322,11 +325,10 @@ func take(batch, carry, pending []*request, seen map[string]struct{}) ([]*reques
 }
 
 // await receives up to n more requests into pending, and returns it once
-// it has them, or when expire fires, stop closes or Close starts, which it
-// reports. Rather
-// than wake for every request that arrives, it sleeps until enough are
-// queued: the sender that makes them enough wakes it.
-func (r *Repository) await(pending []*request, n int, expire <-chan time.Time, stop <-chan struct{}) ([]*request, bool) {
+// it has them, or when expire fires or Close starts, which it reports.
+// Rather than wake for every request that arrives, it sleeps until enough
+// are queued: the sender that makes them enough wakes it.
+func (r *Repository) await(pending []*request, n int, expire <-chan time.Time) ([]*request, bool) {
 	want := len(pending) + n
 	for {
 		need := want - len(pending)
@@ -340,8 +342,6 @@ func (r *Repository) await(pending []*request, n int, expire <-chan time.Time, s
 			select {
 			case <-r.enough:
 			case <-expire:
-				done = true
-			case <-stop:
 				done = true
 			case <-r.quit:
 				done = true
@@ -435,15 +435,17 @@ func failAll(reqs []*request, err error) {
 // copyRows writes rows with binary COPY, in a transaction of one or more
 // COPY statements (at most copySegments): write sends the rows of the
 // first, ends it, sends those of the next, and so on; the segments it
-// leaves are sent empty. The server inserts the rows of a COPY when it
-// ends, so segments let it insert the first rows of a batch while the last
-// are still to come. One simple-query message holds the statements, which
-// makes them one transaction: all rows are committed, or none.
+// leaves are sent empty. The server inserts a COPY's rows in buffers of
+// up to a thousand, so all of a batch's rows once its COPY ends; segments
+// let it insert the first rows of a batch while the last are still to
+// come. One simple-query message holds the statements, which makes them
+// one transaction: all rows are committed, or none.
 //
 // copyRows speaks the COPY protocol on the connection itself. pgconn's
 // CopyFrom reads the data in a goroutine of its own and receives the
 // server's messages in another, and hands both to the caller: wake-ups
-// that every batch, and so every caller, would wait for.
+// that every batch, and so every caller, would wait for. (pgx's tracers
+// therefore do not see these statements.)
 func (r *Repository) copyRows(ctx context.Context, segments int, write func(*copyWriter) error) (err error) {
 	c, err := r.pool.Acquire(ctx)
 	if err != nil {
@@ -457,36 +459,51 @@ func (r *Repository) copyRows(ctx context.Context, segments int, write func(*cop
 			// The exchange was cut short, and the connection is in a state
 			// that no one else should find: close it, and the pool drops
 			// it.
-			closing, cancel := context.WithTimeout(context.Background(), time.Second)
-			_ = pc.Close(closing)
-			cancel()
+			closeConn(pc)
 		}
 	}()
-	// Receiving honors ctx; sending, which blocks only if the server stops
-	// reading, is bounded by its deadline.
+	// ctx bounds the exchange by its deadline, which is all a batch's
+	// context has.
 	if deadline, ok := ctx.Deadline(); ok {
-		if err := pc.Conn().SetWriteDeadline(deadline); err != nil {
+		if err := pc.Conn().SetDeadline(deadline); err != nil {
 			return err
 		}
-		defer func() { _ = pc.Conn().SetWriteDeadline(time.Time{}) }()
+		defer func() { _ = pc.Conn().SetDeadline(time.Time{}) }()
 	}
-	w := &copyWriter{fe: pc.Frontend(), left: segments}
-	w.fe.Send(&pgproto3.Query{String: r.copySQLs[segments]})
+	// The server may answer while the rows are still being sent — an
+	// error, or notices from a trigger — and stops reading rows when its
+	// answers are not read: read them meanwhile.
+	result := make(chan error, 1)
+	go func() { result <- receiveCopy(pc) }()
+	if err := sendCopy(pc.Frontend(), r.copySQLs[segments], segments, write); err != nil {
+		closeConn(pc)
+		_ = <-result // receiveCopy ends, on the closed connection
+		return err
+	}
+	return <-result
+}
+
+// sendCopy sends the statements of copyRows and their data.
+func sendCopy(fe *pgproto3.Frontend, sql string, segments int, write func(*copyWriter) error) error {
+	w := &copyWriter{fe: fe, left: segments}
+	fe.Send(&pgproto3.Query{String: sql})
 	if err := write(w); err != nil {
 		return err
 	}
 	for w.left > 0 {
 		w.endSegment()
 	}
-	if err := w.flush(); err != nil {
-		return err
-	}
-	// For each COPY the server answers CopyInResponse and CommandComplete,
-	// then ReadyForQuery; on an error, ErrorResponse and ReadyForQuery, and
-	// it ignores the rest of the data.
+	return w.flush()
+}
+
+// receiveCopy reads the server's answers to copyRows' statements up to
+// ReadyForQuery: CopyInResponse and CommandComplete for each COPY or, on
+// an error, ErrorResponse (after which the server ignores the rest of the
+// data). It returns the server's error, if any.
+func receiveCopy(pc *pgconn.PgConn) error {
 	var failed error
 	for {
-		msg, err := pc.ReceiveMessage(ctx)
+		msg, err := pc.ReceiveMessage(context.Background()) // bounded by the connection's deadline
 		if err != nil {
 			return err
 		}
@@ -499,6 +516,14 @@ func (r *Repository) copyRows(ctx context.Context, segments int, write func(*cop
 			return failed
 		}
 	}
+}
+
+// closeConn closes a connection whose exchange with the server was cut
+// short.
+func closeConn(pc *pgconn.PgConn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = pc.Close(ctx)
 }
 
 // copySegments is the most COPY statements a batch is written with.
@@ -554,6 +579,7 @@ type collector struct {
 	pending []*request // scratch space for await
 	seen    map[string]struct{}
 	want    int
+	timer   *time.Timer // bounds the collection by maxWait, from when write starts
 	expire  <-chan time.Time
 	done    bool // the collection has ended
 }
@@ -562,6 +588,8 @@ type collector struct {
 // the batch is complete.
 func (c *collector) write(w *copyWriter) error {
 	defer c.stop()
+	c.timer.Reset(c.r.maxWait)
+	c.expire = c.timer.C
 	perSegment := (c.want + copySegments - 1) / copySegments
 	sent := 0
 	for {
@@ -580,7 +608,7 @@ func (c *collector) write(w *copyWriter) error {
 		// Take the rows in a few steps, so that the server reads them as
 		// they come.
 		var expired bool
-		c.pending, expired = c.r.await(c.pending[:0], min(max(c.want/4, 8), c.want-len(c.batch)), c.expire, nil)
+		c.pending, expired = c.r.await(c.pending[:0], min(max(c.want/4, 8), c.want-len(c.batch)), c.expire)
 		c.batch, c.carry = take(c.batch, c.carry, c.pending, c.seen)
 		if expired {
 			c.expire = nil

@@ -162,12 +162,12 @@ func streamLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 	for _, req := range reqs[1:] {
 		req.state.Store(queued)
 	}
-	timer := time.NewTimer(10 * time.Second)
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	r.collecting.Lock()
 	c := &collector{
 		r: r, batch: reqs[:1:1], seen: map[string]struct{}{reqs[0].row.id: {}},
-		want: len(reqs), expire: timer.C,
+		want: len(reqs), timer: timer,
 	}
 	sent := make(chan struct{})
 	go func() {
@@ -210,6 +210,7 @@ func idleRepository(t *testing.T, schema string) *Repository {
 	}
 	r.reqs = make(chan *request, r.maxBatch)
 	r.quit = make(chan struct{})
+	r.maxWait = 10 * time.Second // the tests decide when a batch is complete
 	return r
 }
 
@@ -555,5 +556,51 @@ func TestCopyRowsConnectionLost(t *testing.T) {
 	}
 	if _, err := r.GetByID(ctx, "lost-1"); !errors.Is(err, audit.ErrNotFound) {
 		t.Errorf("GetByID(lost-1): got %v, want ErrNotFound: the COPY was not committed", err)
+	}
+}
+
+// TestCopyRowsServerNotices writes a batch whose every row makes the
+// server send a notice while the rows are still coming: the notices must
+// be read as they come, or the server, unable to send, stops reading rows.
+func TestCopyRowsServerNotices(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t, WithWriteTimeout(20*time.Second))
+	if err := exec(t, schema, `CREATE FUNCTION notice_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			RAISE NOTICE 'inserting %: %', NEW.id, repeat('x', 20000);
+			RETURN NEW;
+		END
+		$$;
+		CREATE TRIGGER notice_insert BEFORE INSERT ON audit_logs
+			FOR EACH ROW EXECUTE FUNCTION notice_insert()`); err != nil {
+		t.Fatal(err)
+	}
+	// More rows and notices than the sockets' buffers hold.
+	logs := make([]audit.Log, 1000)
+	for i := range logs {
+		logs[i] = makeLog(fmt.Sprintf("notice-%04d", i))
+		logs[i].Metadata = make(map[string]string, 8)
+		for k := range 8 {
+			logs[i].Metadata[fmt.Sprintf("pad%d", k)] = strings.Repeat("p", 4000)
+		}
+	}
+	for _, write := range []struct {
+		name string
+		do   func(*testing.T, *Repository, []audit.Log) []error
+	}{{"flush", flushLogs}, {"stream", func(t *testing.T, _ *Repository, logs []audit.Log) []error {
+		t.Helper()
+		return streamLogs(t, idleRepository(t, schema), logs)
+	}}} {
+		batch := slices.Clone(logs)
+		for i := range batch {
+			batch[i].ID += "-" + write.name
+		}
+		start := time.Now()
+		for i, err := range write.do(t, r, batch) {
+			if err != nil {
+				t.Fatalf("%s: log %s: %v", write.name, batch[i].ID, err)
+			}
+		}
+		t.Logf("%s: %d logs with a notice each in %v", write.name, len(batch), time.Since(start))
 	}
 }
