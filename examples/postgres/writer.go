@@ -476,8 +476,13 @@ func (r *Repository) copyRows(ctx context.Context, segments int, write func(*cop
 	result := make(chan error, 1)
 	go func() { result <- receiveCopy(pc) }()
 	if err := sendCopy(pc.Frontend(), r.copySQLs[segments], segments, write); err != nil {
-		closeConn(pc)
-		_ = <-result // receiveCopy ends, on the closed connection
+		closeConn(pc) // which ends receiveCopy
+		var pgErr *pgconn.PgError
+		if rerr := <-result; errors.As(rerr, &pgErr) {
+			// The server refused the COPY before the rest could be sent:
+			// its error says more.
+			return rerr
+		}
 		return err
 	}
 	return <-result
