@@ -22,6 +22,7 @@ import (
 type MemoryRepository struct {
 	mu     sync.RWMutex
 	blocks [][]byte   // encoded logs; the last one is being filled
+	spare  []byte     // an empty block for a log that does not fit in the last one
 	recs   [][]record // every log, in the order stored, in chunks of recChunk; indexes are record numbers
 	nrecs  uint32
 	order  []uint32 // record numbers, oldest first
@@ -73,7 +74,8 @@ func (r *MemoryRepository) rec(n uint32) *record {
 func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 	// Check what is cheap to check — presence, bounds, the time — reading
 	// the map once for both validating and encoding. Whether the strings
-	// are valid text is checked on their copy, in one pass.
+	// are valid text is checked on their copy, in one pass; text that is
+	// not plain ASCII is checked string by string, outside the lock.
 	values := log.fields()
 	var buf [stackPairs]kv
 	md, ok := boundsOK(log, &values, buf[:0])
@@ -83,15 +85,13 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 		}
 		md = appendPairs(buf[:0], log.Metadata)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rec, b := r.encode(log, &values, md)
-	if !plainText(b[rec.idOff:]) {
-		// Not ASCII, or holding a NUL: check each string as Validate does.
+	for textChecked := false; ; textChecked = true {
+		r.mu.Lock()
+		checkText, err := r.store(ctx, log, &values, md, textChecked)
+		r.mu.Unlock()
+		if !checkText {
+			return err
+		}
 		if err := log.validateFields(); err != nil {
 			return err
 		}
@@ -99,6 +99,14 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 			return err
 		}
 	}
+}
+
+// store stores log, whose string fields are values and metadata md, and
+// whose bounds are checked; r.mu must be held. Unless textChecked, it
+// reports instead that the text needs checking, when it is not plain
+// ASCII, or when the ID is stored already: an invalid log is ErrInvalidLog
+// before a canceled ctx, which is an error before a duplicate ID.
+func (r *MemoryRepository) store(ctx context.Context, log *Log, values *[len(fieldNames)]string, md []kv, textChecked bool) (checkText bool, err error) {
 	n := r.nrecs
 	ordered := len(r.idOrder) == 0 || log.ID > string(r.idBytes(r.idOrder[len(r.idOrder)-1]))
 	var h, slot uint32
@@ -110,11 +118,30 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 			slot, dup = r.findID(h, log.ID)
 		}
 		if dup {
-			return fmt.Errorf("%w: id %q", ErrAlreadyExists, log.ID)
+			if !textChecked {
+				return true, nil
+			}
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
+			return false, fmt.Errorf("%w: id %q", ErrAlreadyExists, log.ID)
 		}
 	}
-	// Keep the encoding: until now it lay past the end of the block.
-	r.blocks[rec.block] = r.blocks[rec.block][:rec.off+rec.size]
+	rec, b := r.encode(log, values, md)
+	if !textChecked && !plainText(b[rec.idOff:]) {
+		return true, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	// Keep the encoding: until now it lay past the end of the last block,
+	// or in the spare block.
+	if int(rec.block) == len(r.blocks) {
+		r.blocks = append(r.blocks, r.spare[:rec.size])
+		r.spare = nil
+	} else {
+		r.blocks[rec.block] = r.blocks[rec.block][:rec.off+rec.size]
+	}
 	if n%recChunk == 0 {
 		r.recs = append(r.recs, make([]record, 0, recChunk))
 	}
@@ -130,7 +157,7 @@ func (r *MemoryRepository) Create(ctx context.Context, log *Log) error {
 	if log.OrgID != "" {
 		r.byOrg[log.OrgID] = r.insertOrdered(r.byOrg[log.OrgID], n, p)
 	}
-	return nil
+	return false, nil
 }
 
 // boundsOK appends the metadata pairs of l to dst and reports whether l,
@@ -221,9 +248,9 @@ func (r *MemoryRepository) addID(slot, h, n uint32) {
 }
 
 // encode writes the encoding of l, with values as its string fields and md
-// as its metadata, just past the end of the last block, and returns its
-// record and its bytes. The block keeps it only once the caller extends
-// the block over it.
+// as its metadata, just past the end of the last block or in the spare
+// block, and returns its record and its bytes. The encoding is kept only
+// once the caller extends the block over it, or appends the spare block.
 //
 // The encoding is a header — one byte holding the number of metadata pairs
 // and the wideLengths flag, then the length of each string in one byte, or
@@ -247,12 +274,19 @@ func (r *MemoryRepository) encode(l *Log, values *[len(fieldNames)]string, md []
 	}
 	hdr := 1 + width*(len(values)+2*len(md))
 	size += hdr
-	if len(r.blocks) == 0 || cap(r.blocks[len(r.blocks)-1])-len(r.blocks[len(r.blocks)-1]) < size {
-		r.blocks = append(r.blocks, make([]byte, 0, max(blockSize, size)))
+	// The last block, if the log fits; else the spare block, which becomes
+	// the last one if the log is kept and waits for the next log if not.
+	bi, off := len(r.blocks), 0
+	var b []byte
+	if last := len(r.blocks) - 1; last >= 0 && cap(r.blocks[last])-len(r.blocks[last]) >= size {
+		bi, off = last, len(r.blocks[last])
+		b = r.blocks[last][off : off+size]
+	} else {
+		if cap(r.spare) < size {
+			r.spare = make([]byte, 0, max(blockSize, size))
+		}
+		b = r.spare[:size]
 	}
-	bi := len(r.blocks) - 1
-	off := len(r.blocks[bi])
-	b := r.blocks[bi][off : off+size]
 	b[0] = byte(len(md))
 	if width == 2 {
 		b[0] |= wideLengths
@@ -285,6 +319,19 @@ func (r *MemoryRepository) encode(l *Log, values *[len(fieldNames)]string, md []
 
 // wideLengths flags an encoding whose lengths take two bytes.
 const wideLengths = 0x80
+
+// The encoding relies on the bounds of a valid log: the number of pairs
+// fits in the header byte beside wideLengths, a key's length in one byte,
+// the ID's offset and length in a record's uint16s, and any string's
+// length in two bytes. These fail to compile if a bound outgrows them.
+const (
+	_ uint8  = wideLengths - 1 - MaxMetadataKeys
+	_ uint8  = MaxMetadataKeyLen
+	_        = uint16(1 + 2*(len(fieldNames)+2*MaxMetadataKeys))
+	_ uint16 = MaxIDLen
+	_ uint16 = MaxMetadataValueLen
+	_ uint16 = MaxEntityNameLen
+)
 
 // bytes returns the encoding of record n.
 func (r *MemoryRepository) bytes(n uint32) []byte {

@@ -283,3 +283,46 @@ func FuzzMemoryRepositoryCreate(f *testing.F) {
 		}
 	})
 }
+
+// Create reports an invalid log before a canceled context, and a canceled
+// context before a duplicate ID, whatever makes the log invalid.
+func TestMemoryRepositoryErrorPrecedence(t *testing.T) {
+	repo := audit.NewMemoryRepository()
+	stored := validLog()
+	if err := repo.Create(context.Background(), &stored); err != nil {
+		t.Fatal(err)
+	}
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tt := range []struct {
+		name   string
+		change func(*audit.Log)
+		want   error
+	}{
+		{"missing source", func(l *audit.Log) { l.Source = "" }, audit.ErrInvalidLog},
+		{"name not UTF-8", func(l *audit.Log) { l.Actor.Name = "bad\xff" }, audit.ErrInvalidLog},
+		{"NUL in metadata", func(l *audit.Log) { l.Metadata = map[string]string{"k": "\x00"} }, audit.ErrInvalidLog},
+		{"stored ID, not UTF-8", func(l *audit.Log) { l.ID = stored.ID; l.Target.Name = "bad\xff" }, audit.ErrInvalidLog},
+		{"stored ID", func(l *audit.Log) { l.ID = stored.ID }, context.Canceled},
+		{"valid, non-ASCII", func(l *audit.Log) { l.ID = "new"; l.Actor.Name = "Ådá" }, context.Canceled},
+		{"valid", func(l *audit.Log) { l.ID = "new" }, context.Canceled},
+	} {
+		l := validLog()
+		tt.change(&l)
+		if err := repo.Create(canceled, &l); !errors.Is(err, tt.want) {
+			t.Errorf("%s, canceled context: got %v, want %v", tt.name, err, tt.want)
+		}
+		if errors.Is(tt.want, audit.ErrInvalidLog) {
+			continue
+		}
+		// With a live context, the duplicate is reported.
+		if l.ID == stored.ID {
+			if err := repo.Create(context.Background(), &l); !errors.Is(err, audit.ErrAlreadyExists) {
+				t.Errorf("%s: got %v, want ErrAlreadyExists", tt.name, err)
+			}
+		}
+	}
+	if repo.Len() != 1 {
+		t.Errorf("got %d logs stored, want 1", repo.Len())
+	}
+}
