@@ -237,7 +237,7 @@ func (c *auditCtx) flatten(dst []kv) ([]kv, map[string]string) {
 	// Whether a later layer set a key is looked up in the pairs taken so
 	// far while they are few, and in the map being built otherwise.
 	var m map[string]string
-	if c.mdCount > 16 {
+	if c.mdCount > stackPairs {
 		m = make(map[string]string, c.mdCount)
 	}
 	for l := newest; l != nil; l = l.mdParent {

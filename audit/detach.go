@@ -13,9 +13,9 @@ import (
 // happened, so the request ending must not abandon its audit log; the
 // timeout keeps a stuck store from holding the caller forever.
 //
-// When timeout > 0 the returned context is d, which the caller provides so
-// that it can share an allocation; call d.stop once the context is no
-// longer used. The deadline is enforced lazily: no timer runs unless
+// When timeout > 0 the returned context is d, which the caller provides
+// (and must not reuse: whoever got the context may keep it); call d.stop
+// once the context is no longer used. The deadline is enforced lazily: no timer runs unless
 // someone waits on Done, which keeps the common path — a store that only
 // checks Err — cheap.
 func detach(ctx context.Context, timeout time.Duration, start time.Time, d *deadlineCtx) context.Context {

@@ -69,11 +69,11 @@ func WithTimeout(d time.Duration) Option {
 
 // WithRedactedKeys replaces the fragments that make a metadata key look
 // secret. The value of a secret-looking key is stored as Redacted. A key
-// looks secret when, compared case-insensitively and with '-' read as '_',
-// it contains one of the fragments. The default fragments are password,
-// secret, token, authorization, cookie, api_key and private_key, so that
-// "X-Api-Key" and "Authorization" are redacted. Case is folded for ASCII
-// letters only. With no fragments nothing is redacted.
+// looks secret when, compared case-insensitively (by Unicode lower case)
+// and with '-' read as '_', it contains one of the fragments. The default
+// fragments are password, secret, token, authorization, cookie, api_key
+// and private_key, so that "X-Api-Key" and "Authorization" are redacted.
+// With no fragments nothing is redacted.
 func WithRedactedKeys(fragments ...string) Option {
 	return func(lg *Logger) { lg.redact = newRedactor(fragments) }
 }
