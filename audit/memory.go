@@ -328,9 +328,8 @@ const (
 	_ uint8  = wideLengths - 1 - MaxMetadataKeys
 	_ uint8  = MaxMetadataKeyLen
 	_        = uint16(1 + 2*(len(fieldNames)+2*MaxMetadataKeys))
-	_ uint16 = MaxIDLen
-	_ uint16 = MaxMetadataValueLen
-	_ uint16 = MaxEntityNameLen
+	_ uint16 = max(MaxIDLen, MaxOrgIDLen, MaxSourceLen, MaxActionLen,
+		MaxEntityIDLen, MaxEntityTypeLen, MaxEntityNameLen, MaxMetadataValueLen)
 )
 
 // bytes returns the encoding of record n.

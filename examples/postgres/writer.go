@@ -325,10 +325,11 @@ func take(batch, carry, pending []*request, seen map[string]struct{}) ([]*reques
 }
 
 // await receives up to n more requests into pending, and returns it once
-// it has them, or when expire fires or Close starts, which it reports.
+// it has them, or when expire fires, stop closes or Close starts, which it
+// reports.
 // Rather than wake for every request that arrives, it sleeps until enough
 // are queued: the sender that makes them enough wakes it.
-func (r *Repository) await(pending []*request, n int, expire <-chan time.Time) ([]*request, bool) {
+func (r *Repository) await(pending []*request, n int, expire <-chan time.Time, stop <-chan struct{}) ([]*request, bool) {
 	want := len(pending) + n
 	for {
 		need := want - len(pending)
@@ -342,6 +343,8 @@ func (r *Repository) await(pending []*request, n int, expire <-chan time.Time) (
 			select {
 			case <-r.enough:
 			case <-expire:
+				done = true
+			case <-stop:
 				done = true
 			case <-r.quit:
 				done = true
@@ -446,52 +449,56 @@ func failAll(reqs []*request, err error) {
 // server's messages in another, and hands both to the caller: wake-ups
 // that every batch, and so every caller, would wait for. (pgx's tracers
 // therefore do not see these statements.)
-func (r *Repository) copyRows(ctx context.Context, segments int, write func(*copyWriter) error) (err error) {
+func (r *Repository) copyRows(ctx context.Context, segments int, write func(*copyWriter) error) error {
 	c, err := r.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Release()
 	pc := c.Conn().PgConn()
-	defer func() {
-		var pgErr *pgconn.PgError
-		if err != nil && !errors.As(err, &pgErr) {
-			// The exchange was cut short, and the connection is in a state
-			// that no one else should find: close it, and the pool drops
-			// it.
-			closeConn(pc)
-		}
-	}()
+	conn := pc.Conn()
 	// ctx bounds the exchange by its deadline, which is all a batch's
 	// context has.
-	if deadline, ok := ctx.Deadline(); ok {
-		if err := pc.Conn().SetDeadline(deadline); err != nil {
+	deadline, hasDeadline := ctx.Deadline()
+	if hasDeadline {
+		if err := conn.SetDeadline(deadline); err != nil {
 			return err
 		}
-		defer func() { _ = pc.Conn().SetDeadline(time.Time{}) }()
 	}
 	// The server may answer while the rows are still being sent — an
 	// error, or notices from a trigger — and stops reading rows when its
-	// answers are not read: read them meanwhile.
-	result := make(chan error, 1)
-	go func() { result <- receiveCopy(pc) }()
-	if err := sendCopy(pc.Frontend(), r.copySQLs[segments], segments, write); err != nil {
-		closeConn(pc) // which ends receiveCopy
-		var pgErr *pgconn.PgError
-		if rerr := <-result; errors.As(rerr, &pgErr) {
-			// The server refused the COPY before the rest could be sent:
-			// its error says more.
-			return rerr
-		}
-		return err
+	// answers are not read: read them meanwhile, in a goroutine that only
+	// reads, as the other only writes.
+	refused := make(chan struct{})
+	result := make(chan copyResult, 1)
+	go func() { result <- receiveCopy(pc.Frontend(), refused) }()
+	sendErr := sendCopy(&copyWriter{fe: pc.Frontend(), left: segments, refused: refused}, r.copySQLs[segments], write)
+	if sendErr != nil {
+		_ = conn.SetDeadline(time.Now()) // ends receiveCopy's wait
 	}
-	return <-result
+	res := <-result
+	// Both sides have stopped. A connection whose exchange was cut short
+	// is in a state that no one else should find: close it, and the pool
+	// drops it.
+	if sendErr != nil || !res.clean {
+		closeConn(pc)
+	} else if hasDeadline {
+		if err := conn.SetDeadline(time.Time{}); err != nil {
+			closeConn(pc)
+		}
+	}
+	var pgErr *pgconn.PgError
+	if sendErr != nil && !errors.As(res.err, &pgErr) {
+		return sendErr
+	}
+	// The server's error says more than a failure to send the rest.
+	return res.err
 }
 
-// sendCopy sends the statements of copyRows and their data.
-func sendCopy(fe *pgproto3.Frontend, sql string, segments int, write func(*copyWriter) error) error {
-	w := &copyWriter{fe: fe, left: segments}
-	fe.Send(&pgproto3.Query{String: sql})
+// sendCopy sends the statements of copyRows and their data, with write
+// sending the rows.
+func sendCopy(w *copyWriter, sql string, write func(*copyWriter) error) error {
+	w.fe.Send(&pgproto3.Query{String: sql})
 	if err := write(w); err != nil {
 		return err
 	}
@@ -501,24 +508,37 @@ func sendCopy(fe *pgproto3.Frontend, sql string, segments int, write func(*copyW
 	return w.flush()
 }
 
+// copyResult is what receiveCopy learned.
+type copyResult struct {
+	err   error // the server's error, or why its answers could not be read
+	clean bool  // the server is ready for the next query
+}
+
 // receiveCopy reads the server's answers to copyRows' statements up to
 // ReadyForQuery: CopyInResponse and CommandComplete for each COPY or, on
 // an error, ErrorResponse (after which the server ignores the rest of the
-// data). It returns the server's error, if any.
-func receiveCopy(pc *pgconn.PgConn) error {
+// data), when it closes refused. It reads with the Frontend rather than
+// with PgConn, which is not safe to use while another goroutine sends,
+// and so skips what PgConn does for notices, notifications and parameter
+// changes.
+func receiveCopy(fe *pgproto3.Frontend, refused chan<- struct{}) copyResult {
 	var failed error
 	for {
-		msg, err := pc.ReceiveMessage(context.Background()) // bounded by the connection's deadline
+		msg, err := fe.Receive()
 		if err != nil {
-			return err
+			if failed == nil {
+				failed = err
+			}
+			return copyResult{err: failed}
 		}
 		switch msg := msg.(type) {
 		case *pgproto3.ErrorResponse:
 			if failed == nil {
 				failed = pgconn.ErrorResponseToPgError(msg)
+				close(refused)
 			}
 		case *pgproto3.ReadyForQuery:
-			return failed
+			return copyResult{err: failed, clean: true}
 		}
 	}
 }
@@ -537,9 +557,10 @@ const copySegments = 4
 // copyWriter sends the data of copyRows' COPY statements.
 type copyWriter struct {
 	fe      *pgproto3.Frontend
-	left    int  // segments not ended yet
-	started bool // the current segment's header is sent
-	rows    int  // rows in the current segment
+	left    int             // segments not ended yet
+	started bool            // the current segment's header is sent
+	rows    int             // rows in the current segment
+	refused <-chan struct{} // closed when the server has refused the COPY
 }
 
 // row sends one row, made by appendCopyRow, in the current segment.
@@ -613,7 +634,8 @@ func (c *collector) write(w *copyWriter) error {
 		// Take the rows in a few steps, so that the server reads them as
 		// they come.
 		var expired bool
-		c.pending, expired = c.r.await(c.pending[:0], min(max(c.want/4, 8), c.want-len(c.batch)), c.expire)
+		// A COPY the server has refused takes no more.
+		c.pending, expired = c.r.await(c.pending[:0], min(max(c.want/4, 8), c.want-len(c.batch)), c.expire, w.refused)
 		c.batch, c.carry = take(c.batch, c.carry, c.pending, c.seen)
 		if expired {
 			c.expire = nil

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/raystack/salt/audit"
@@ -547,13 +548,7 @@ func TestCopyRowsConnectionLost(t *testing.T) {
 		t.Fatal("COPY: got success from a session that was ended")
 	}
 	t.Logf("COPY: %v", err)
-	// Every connection the pool hands out again works.
-	for i := range 2 * int(mustPool(t).Config().MaxConns) {
-		l := makeLog(fmt.Sprintf("after-%d", i))
-		if err := r.Create(ctx, &l); err != nil {
-			t.Fatalf("Create after the lost COPY: %v", err)
-		}
-	}
+	checkPoolWorks(t, r)
 	if _, err := r.GetByID(ctx, "lost-1"); !errors.Is(err, audit.ErrNotFound) {
 		t.Errorf("GetByID(lost-1): got %v, want ErrNotFound: the COPY was not committed", err)
 	}
@@ -602,5 +597,86 @@ func TestCopyRowsServerNotices(t *testing.T) {
 			}
 		}
 		t.Logf("%s: %d logs with a notice each in %v", write.name, len(batch), time.Since(start))
+	}
+}
+
+// TestCopyRowsSendFails gives up sending while the server's answers are
+// awaited: the error is the sender's, and the connection is not reused.
+func TestCopyRowsSendFails(t *testing.T) {
+	t.Parallel()
+	r, _ := newRepo(t)
+	ctx := context.Background()
+	reqs := takenRequests(t, []audit.Log{makeLog("send-fails")})
+	stop := errors.New("the rows could not be read")
+	err := r.copyRows(ctx, 1, func(w *copyWriter) error {
+		w.row(reqs[0].tuple)
+		if err := w.flush(); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond) // receiveCopy waits meanwhile
+		return stop
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("copyRows: got %v, want the sender's error", err)
+	}
+	checkPoolWorks(t, r)
+	if _, err := r.GetByID(ctx, "send-fails"); !errors.Is(err, audit.ErrNotFound) {
+		t.Errorf("GetByID: got %v, want ErrNotFound", err)
+	}
+}
+
+// TestCopyRowsDeadline writes into a table another transaction has
+// locked, more rows than the sockets hold: sending and receiving both
+// stop at the batch's deadline.
+func TestCopyRowsDeadline(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t, WithWriteTimeout(300*time.Millisecond))
+	ctx := context.Background()
+	tx, err := mustPool(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{schema, "audit_logs"}.Sanitize()+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	l := makeLog("locked")
+	l.Metadata = map[string]string{"pad": strings.Repeat("p", audit.MaxMetadataValueLen)}
+	reqs := takenRequests(t, []audit.Log{l})
+	start := time.Now()
+	batch, cancel := r.batchContext()
+	defer cancel()
+	err = r.copyRows(batch, 1, func(w *copyWriter) error {
+		for range 16 << 10 { // 64 MB
+			w.row(reqs[0].tuple)
+			if err := w.flush(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		t.Fatal("copyRows into a locked table: got success")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("copyRows took %v, want about the write timeout", took)
+	}
+	t.Logf("copyRows: %v after %v", err, time.Since(start))
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkPoolWorks(t, r)
+}
+
+// checkPoolWorks checks that every connection the pool hands out works,
+// through r.
+func checkPoolWorks(t *testing.T, r *Repository) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range 2 * int(mustPool(t).Config().MaxConns) {
+		l := makeLog(fmt.Sprintf("pool-%s-%d", t.Name(), i))
+		if err := r.Create(ctx, &l); err != nil {
+			t.Fatalf("Create after the failed COPY: %v", err)
+		}
 	}
 }
