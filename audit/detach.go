@@ -13,22 +13,21 @@ import (
 // happened, so the request ending must not abandon its audit log; the
 // timeout keeps a stuck store from holding the caller forever.
 //
-// When timeout > 0 the returned context is d, which the caller provides
-// (and must not reuse: whoever got the context may keep it); call d.stop
-// once the context is no longer used. The deadline is enforced lazily: no timer runs unless
-// someone waits on Done, which keeps the common path — a store that only
-// checks Err — cheap.
-func detach(ctx context.Context, timeout time.Duration, start time.Time, d *deadlineCtx) context.Context {
+// The second result is the deadline context, nil when timeout <= 0: call
+// its stop once the context is no longer used. The deadline is enforced
+// lazily: no timer runs unless someone waits on Done, which keeps the
+// common path — a store that only checks Err — cheap.
+func detach(ctx context.Context, timeout time.Duration, start time.Time) (context.Context, *deadlineCtx) {
 	if ctx.Done() != nil {
 		// context.WithoutCancel also hides ctx's cancellation from
 		// context.Cause and from contexts derived from the result.
 		ctx = context.WithoutCancel(ctx)
 	}
 	if timeout <= 0 {
-		return ctx
+		return ctx, nil
 	}
-	d.Context, d.start, d.timeout = ctx, start, timeout
-	return d
+	d := &deadlineCtx{Context: ctx, start: start, timeout: timeout}
+	return d, d
 }
 
 // deadlineCtx is a context that ends timeout after start. Its parent has
@@ -91,9 +90,9 @@ func (c *deadlineCtx) expireLocked() {
 	c.expired.Store(true)
 }
 
-// stop releases the timer, if one was started.
+// stop releases the timer, if one was started. c may be nil.
 func (c *deadlineCtx) stop() {
-	if !c.armed.Load() {
+	if c == nil || !c.armed.Load() {
 		return
 	}
 	c.mu.Lock()

@@ -12,8 +12,7 @@ func TestDetachedContext(t *testing.T) {
 	parent, cancel := context.WithCancelCause(context.WithValue(context.Background(), key{}, "v"))
 	cancel(errors.New("request ended"))
 
-	var d deadlineCtx
-	ctx := detach(parent, 30*time.Millisecond, time.Now(), &d)
+	ctx, d := detach(parent, 30*time.Millisecond, time.Now())
 	if ctx.Value(key{}) != "v" {
 		t.Error("values are lost")
 	}
@@ -42,8 +41,7 @@ func TestDetachedContext(t *testing.T) {
 
 func TestDetachedContextErrBeforeDone(t *testing.T) {
 	// Err noticing the deadline first must leave Done closed too.
-	var d deadlineCtx
-	ctx := detach(context.Background(), time.Nanosecond, time.Now().Add(-time.Second), &d)
+	ctx, _ := detach(context.Background(), time.Nanosecond, time.Now().Add(-time.Second))
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatalf("got %v, want DeadlineExceeded", ctx.Err())
 	}
@@ -59,8 +57,7 @@ func TestDetachedContextErrBeforeDone(t *testing.T) {
 }
 
 func TestDetachedContextStop(t *testing.T) {
-	var d deadlineCtx
-	ctx := detach(context.Background(), time.Hour, time.Now(), &d)
+	ctx, d := detach(context.Background(), time.Hour, time.Now())
 	done := ctx.Done() // starts the timer
 	d.stop()
 	if d.timer.Stop() {
@@ -79,8 +76,11 @@ func TestDetachedContextStop(t *testing.T) {
 func TestDetachWithoutTimeout(t *testing.T) {
 	parent, cancel := context.WithCancel(context.Background())
 	cancel()
-	var d deadlineCtx
-	ctx := detach(parent, 0, time.Now(), &d)
+	ctx, d := detach(parent, 0, time.Now())
+	if d != nil {
+		t.Error("got a deadline context without a timeout")
+	}
+	d.stop() // a nil one may be stopped
 	if ctx.Err() != nil || ctx.Done() != nil {
 		t.Errorf("got err %v and done %v, want a context that never ends", ctx.Err(), ctx.Done())
 	}

@@ -193,15 +193,9 @@ func (lg *Logger) store(ctx context.Context, l *Log) error {
 		return err
 	}
 
-	var d *deadlineCtx
-	if lg.timeout > 0 {
-		d = new(deadlineCtx)
-	}
-	sctx := detach(ctx, lg.timeout, now, d)
+	sctx, d := detach(ctx, lg.timeout, now)
 	err = lg.repo.Create(sctx, l)
-	if d != nil {
-		d.stop()
-	}
+	d.stop()
 	if err != nil {
 		return fmt.Errorf("audit: storing %s log %s: %w", l.Action, l.ID, err)
 	}
