@@ -158,11 +158,11 @@ func (l *Log) validateFieldsExcept(known fieldSet) error {
 
 // fields returns the string fields of l in the order of fieldNames.
 func (l *Log) fields() [len(fieldNames)]string {
-	return [...]string{
-		l.ID, l.OrgID, l.Source, l.Action,
-		l.Actor.ID, l.Actor.Type, l.Actor.Name,
-		l.Target.ID, l.Target.Type, l.Target.Name,
+	var v [len(fieldNames)]string
+	for i := range v {
+		v[i] = l.field(i)
 	}
+	return v
 }
 
 // field returns the string field of l that fieldNames[i] names.
