@@ -11,7 +11,9 @@ import (
 )
 
 // CreateBatch stores logs with one COPY, for bulk imports: it is the
-// fastest way in, several times faster than the same logs through Create.
+// fastest way in, over twenty times a loop of Create calls and nearly
+// twice what group commit reaches from 64 concurrent callers (see the
+// README's figures).
 //
 // It validates every log first, as Create does, and writes nothing if one
 // is invalid (the error names its index). It is atomic: either every log
