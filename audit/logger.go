@@ -136,6 +136,12 @@ var logPool = sync.Pool{New: func() any { return new(Log) }}
 // It never modifies log.Metadata or its map; the stored metadata is
 // log.Metadata merged over the context's, with secret-looking values
 // redacted.
+//
+// Record sets those fields whether or not the store succeeded, which makes
+// it the safe retry of a store whose outcome is unknown: when the error
+// wraps ErrMaybeStored, calling Record again with the same log stores it
+// under the same ID and time, and an error wrapping ErrAlreadyExists then
+// means that the first attempt stored it.
 func (lg *Logger) Record(ctx context.Context, log *Log) error {
 	l := logPool.Get().(*Log)
 	*l = *log

@@ -18,6 +18,16 @@ var (
 	// or too large Limit, Since after Until, a malformed Cursor, or a string
 	// that is not valid UTF-8 or holds a NUL byte.
 	ErrInvalidFilter = errors.New("audit: invalid filter")
+	// ErrMaybeStored is returned when a Repository cannot tell whether a log
+	// was stored: the connection was lost after the log was sent, a commit
+	// is still waiting on a replica, a deadline ended the wait for an
+	// acknowledgement. The log may be stored now, or later, or never.
+	//
+	// The safe retry stores the same log again under the same ID, with
+	// Logger.Record: an error wrapping ErrAlreadyExists then means that the
+	// first attempt stored it. A retry through Logger.Log would make a new
+	// ID, and so a second event.
+	ErrMaybeStored = errors.New("audit: outcome unknown, the log may have been stored")
 )
 
 // ValidationError describes why a Log or a Filter was rejected. It wraps
@@ -66,6 +76,14 @@ type Repository interface {
 	// in UTC, truncated to microseconds. The stored copy is independent of
 	// log and its Metadata map: Create must not modify log or its map, and
 	// must not retain either after it returns.
+	//
+	// Create returns nil only once the log is stored: a later GetByID or
+	// List finds it. An error means the log is not stored, unless it wraps
+	// ErrMaybeStored, which a Create returns when it cannot know (the
+	// connection failed after the log was sent, a commit waits on a
+	// replica, ctx ended while the store was under way). An error that
+	// wraps ErrMaybeStored may also wrap the cause, such as
+	// context.DeadlineExceeded.
 	Create(ctx context.Context, log *Log) error
 
 	// List returns the logs that match filter, newest first: ordered by
