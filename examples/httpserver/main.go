@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/audit/auditmeta"
 	"github.com/raystack/salt/examples/httpserver/server"
 )
 
@@ -47,7 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	addr := fs.String("addr", env("ADDR", "127.0.0.1:8080"), "`address` to listen on (env ADDR)")
 	proxies := fs.String("trusted-proxies", getenv("TRUSTED_PROXIES"),
 		"comma-separated `CIDRs` or addresses of reverse proxies whose forwarding header is believed (env TRUSTED_PROXIES)")
-	header := fs.String("forwarded-header", env("FORWARDED_HEADER", server.HeaderXForwardedFor),
+	header := fs.String("forwarded-header", env("FORWARDED_HEADER", auditmeta.HeaderXForwardedFor),
 		"the `header` the trusted proxies set: X-Forwarded-For or Forwarded (env FORWARDED_HEADER)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -58,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	trusted, err := server.ParseTrustedProxies(*proxies)
+	trusted, err := auditmeta.ParseTrustedProxies(*proxies)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/audit/auditmeta"
 )
 
 // ErrInvalidQuery is returned by FilterFromQuery when a query parameter
@@ -26,7 +27,7 @@ var queryParams = map[string]int{
 	"target":      audit.MaxEntityIDLen,      // Filter.TargetID
 	"target_type": audit.MaxEntityTypeLen,    // Filter.TargetType
 	"outcome":     len(audit.OutcomeSuccess), // metadata outcome
-	"request_id":  maxRequestIDLen,           // metadata request_id
+	"request_id":  auditmeta.MaxRequestIDLen, // metadata request_id
 	"since":       64,                        // Filter.Since, RFC 3339
 	"until":       64,                        // Filter.Until, RFC 3339
 	"limit":       8,                         // Filter.Limit, 1 to audit.MaxLimit
@@ -60,9 +61,9 @@ func FilterFromQuery(q url.Values) (audit.Filter, error) {
 		maxLen, known := queryParams[k]
 		switch {
 		case k == "org_id" || k == "org":
-			return f, fmt.Errorf("%w: parameter %q is not accepted: the logs listed are always those of your own org", ErrInvalidQuery, cleanText(k, 64))
+			return f, fmt.Errorf("%w: parameter %q is not accepted: the logs listed are always those of your own org", ErrInvalidQuery, auditmeta.CleanText(k, 64))
 		case !known:
-			return f, fmt.Errorf("%w: unknown parameter %q", ErrInvalidQuery, cleanText(k, 64))
+			return f, fmt.Errorf("%w: unknown parameter %q", ErrInvalidQuery, auditmeta.CleanText(k, 64))
 		case len(vs) > 1:
 			return f, fmt.Errorf("%w: parameter %q is given more than once", ErrInvalidQuery, k)
 		}
@@ -73,7 +74,7 @@ func FilterFromQuery(q url.Values) (audit.Filter, error) {
 		if len(v) > maxLen {
 			return f, fmt.Errorf("%w: parameter %q is longer than %d bytes", ErrInvalidQuery, k, maxLen)
 		}
-		if cleanText(v, maxLen) != v {
+		if auditmeta.CleanText(v, maxLen) != v {
 			return f, fmt.Errorf("%w: parameter %q is not printable UTF-8 text", ErrInvalidQuery, k)
 		}
 		if err := setParam(&f, k, v); err != nil {
@@ -220,7 +221,7 @@ func (s *Server) listAuditLogs(w http.ResponseWriter, r *http.Request) {
 		resp.NextCursor = audit.NextCursor(logs)
 	}
 	if err := s.record(ctx, ActionAuditLogListed, target, audit.OutcomeSuccess,
-		"query", cleanText(q.Encode(), audit.MaxMetadataValueLen), "count", strconv.Itoa(len(logs))); err != nil {
+		"query", auditmeta.CleanText(q.Encode(), audit.MaxMetadataValueLen), "count", strconv.Itoa(len(logs))); err != nil {
 		writeAuditUnavailable(w)
 		return
 	}

@@ -33,10 +33,12 @@
 // The request-metadata middleware runs first, so that denials carry it
 // too. It sets, with audit.SetMetadata, request_id (X-Request-Id when it is
 // a safe token, else a new UUID; sent back in X-Request-Id), user_agent,
-// trace_id (from a W3C traceparent header) and ip (see ClientIP: the
-// connection's peer, unless the peer is a configured trusted proxy). A
-// header that is malformed is dropped and one that is too long is cut, so
-// no client can make the audit log of its request invalid.
+// trace_id (from a W3C traceparent header) and ip (the connection's peer,
+// unless the peer is a configured trusted proxy). A header that is
+// malformed is dropped and one that is too long is cut, so no client can
+// make the audit log of its request invalid. That reading is shared with
+// other transports: it lives in package
+// github.com/raystack/salt/audit/auditmeta.
 //
 // # What happened
 //

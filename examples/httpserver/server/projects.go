@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/audit/auditmeta"
 )
 
 // The domain: projects, each in one org, with named members.
@@ -222,7 +223,7 @@ func (p *project) json() projectJSON {
 // fit for a log.
 func pathProjectID(r *http.Request) (string, audit.Target) {
 	id := r.PathValue("id")
-	return id, audit.Target{ID: cleanText(id, audit.MaxEntityIDLen), Type: "project"}
+	return id, audit.Target{ID: auditmeta.CleanText(id, audit.MaxEntityIDLen), Type: "project"}
 }
 
 // decodeJSON decodes the body of r, a single JSON object of at most
@@ -357,7 +358,7 @@ type memberRequest struct {
 // memberTarget is the target of a membership change: the user, in the
 // project named by the "project_id" metadata.
 func memberTarget(user string) audit.Target {
-	return audit.Target{ID: cleanText(user, audit.MaxEntityIDLen), Type: "user"}
+	return audit.Target{ID: auditmeta.CleanText(user, audit.MaxEntityIDLen), Type: "user"}
 }
 
 // addMember handles POST /projects/{id}/members: admins only.
@@ -369,7 +370,7 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request) {
 	}
 	var req memberRequest
 	err := decodeJSON(w, r, &req)
-	if err == nil && !validIdentifier(req.UserID, maxUserIDLen) {
+	if err == nil && !auditmeta.ValidIdentifier(req.UserID, maxUserIDLen) {
 		err = fmt.Errorf("%w: user_id must be 1 to %d of [A-Za-z0-9._-]", errInvalidInput, maxUserIDLen)
 	}
 	if err == nil && req.Role != memberEditor && req.Role != memberViewer {

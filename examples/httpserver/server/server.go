@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/audit/auditmeta"
 )
 
 // DefaultSource is the Source of the audit logs of a Server that was not
@@ -51,10 +53,12 @@ type Config struct {
 	// request but GET /healthz is turned away.
 	Tokens map[string]Principal
 	// TrustedProxies are the peers whose ForwardedHeader is believed; see
-	// ClientIP. Nil trusts no peer: the recorded ip is always the peer's.
+	// auditmeta.ClientIP. Nil trusts no peer: the recorded ip is always
+	// the peer's.
 	TrustedProxies []netip.Prefix
 	// ForwardedHeader is the header the trusted proxies set:
-	// HeaderXForwardedFor (the default when "") or HeaderForwarded.
+	// auditmeta.HeaderXForwardedFor (the default when "") or
+	// auditmeta.HeaderForwarded.
 	ForwardedHeader string
 	// ErrorLog receives what the server cannot tell a client, above all an
 	// audit log that could not be stored. Nil means slog.Default().
@@ -66,16 +70,14 @@ type Config struct {
 // each org read through GET /audit-logs. See the package documentation
 // for its routes. It is safe for concurrent use.
 type Server struct {
-	repo            audit.Repository
-	logger          *audit.Logger
-	ownLogger       bool
-	tokens          tokenTable
-	trustedProxies  []netip.Prefix
-	forwardedHeader string
-	errorLog        *slog.Logger
-	newRequestID    func() string
-	projects        *projectStore
-	handler         http.Handler
+	repo      audit.Repository
+	logger    *audit.Logger
+	ownLogger bool
+	tokens    tokenTable
+	meta      auditmeta.Config // how request metadata is read
+	errorLog  *slog.Logger
+	projects  *projectStore
+	handler   http.Handler
 }
 
 // New returns a Server configured by cfg, or an error naming what in cfg
@@ -88,20 +90,21 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: Config.Tokens: %w", err)
 	}
-	switch cfg.ForwardedHeader {
-	case "", HeaderXForwardedFor, HeaderForwarded:
-	default:
-		return nil, fmt.Errorf("server: Config.ForwardedHeader %q is not %q or %q", cfg.ForwardedHeader, HeaderXForwardedFor, HeaderForwarded)
+	meta := auditmeta.Config{
+		TrustedProxies:  slices.Clone(cfg.TrustedProxies),
+		ForwardedHeader: cfg.ForwardedHeader,
+		NewRequestID:    uuid.NewString,
+	}
+	if err := meta.Validate(); err != nil {
+		return nil, fmt.Errorf("server: Config.ForwardedHeader: %w", err)
 	}
 	s := &Server{
-		repo:            cfg.Repository,
-		logger:          cfg.Logger,
-		tokens:          tokens,
-		trustedProxies:  append([]netip.Prefix(nil), cfg.TrustedProxies...),
-		forwardedHeader: cfg.ForwardedHeader,
-		errorLog:        cfg.ErrorLog,
-		newRequestID:    uuid.NewString,
-		projects:        newProjectStore(),
+		repo:     cfg.Repository,
+		logger:   cfg.Logger,
+		tokens:   tokens,
+		meta:     meta,
+		errorLog: cfg.ErrorLog,
+		projects: newProjectStore(),
 	}
 	if s.logger == nil {
 		s.logger = audit.NewLogger(cfg.Repository, audit.WithSource(DefaultSource))

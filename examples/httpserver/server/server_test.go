@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/audit/auditmeta"
 	"github.com/raystack/salt/examples/httpserver/server"
 )
 
@@ -55,7 +56,7 @@ func checkLog(t *testing.T, l audit.Log, r reply, want wantLog) {
 	for k, v := range want.metadata {
 		check("metadata "+k, l.Metadata[k], v)
 	}
-	check("request_id", l.Metadata[audit.MetadataRequestID], r.header.Get(server.HeaderRequestID))
+	check("request_id", l.Metadata[audit.MetadataRequestID], r.header.Get(auditmeta.HeaderRequestID))
 	check("user_agent", l.Metadata[audit.MetadataUserAgent], testUserAgent)
 	check("ip", l.Metadata[audit.MetadataIP], "127.0.0.1")
 }
@@ -68,8 +69,8 @@ func TestEndToEnd(t *testing.T) {
 	step := func(c call, status int, want wantLog) reply {
 		t.Helper()
 		r := e.mustDo(t, c, status)
-		if got := r.header.Get(server.HeaderRequestID); got == "" {
-			t.Errorf("%s %s: got no %s in the response", c.method, c.path, server.HeaderRequestID)
+		if got := r.header.Get(auditmeta.HeaderRequestID); got == "" {
+			t.Errorf("%s %s: got no %s in the response", c.method, c.path, auditmeta.HeaderRequestID)
 		}
 		checkLog(t, e.newest(t), r, want)
 		return r
@@ -84,7 +85,7 @@ func TestEndToEnd(t *testing.T) {
 		outcome: audit.OutcomeSuccess, targetType: "project", targetName: "apollo",
 		metadata: map[string]string{audit.MetadataRequestID: "req-42", audit.MetadataTraceID: trace},
 	})
-	if got := r.header.Get(server.HeaderRequestID); got != "req-42" {
+	if got := r.header.Get(auditmeta.HeaderRequestID); got != "req-42" {
 		t.Errorf("got request id %q sent back, want req-42", got)
 	}
 	var p struct{ ID, Name string }
@@ -339,7 +340,7 @@ func TestClientIPSpoofing(t *testing.T) {
 			headers: map[string]string{"Forwarded": "for=198.51.100.66"}, want: "127.0.0.1",
 		},
 		{
-			name: "trusted proxy using Forwarded", trusted: loopback, header: server.HeaderForwarded,
+			name: "trusted proxy using Forwarded", trusted: loopback, header: auditmeta.HeaderForwarded,
 			headers: map[string]string{"X-Forwarded-For": "198.51.100.66", "Forwarded": `for=198.51.100.66, for="[2001:db8::7]:4711"`},
 			want:    "2001:db8::7",
 		},
@@ -418,8 +419,8 @@ func TestHostileHeadersStillAudited(t *testing.T) {
 		t.Fatalf("got an invalid log: %v", err)
 	}
 	rid := l.Metadata[audit.MetadataRequestID]
-	if rid == "" || rid == "not valid; drop table" || rid != r.header.Get(server.HeaderRequestID) {
-		t.Errorf("got request id %q (sent back %q), want a generated one sent back", rid, r.header.Get(server.HeaderRequestID))
+	if rid == "" || rid == "not valid; drop table" || rid != r.header.Get(auditmeta.HeaderRequestID) {
+		t.Errorf("got request id %q (sent back %q), want a generated one sent back", rid, r.header.Get(auditmeta.HeaderRequestID))
 	}
 	if ua := l.Metadata[audit.MetadataUserAgent]; len(ua) > 512 || !strings.HasPrefix(ua, "\uFFFD") {
 		t.Errorf("got user agent of %d bytes %.20q, want it cut to at most 512 and made valid UTF-8", len(ua), ua)

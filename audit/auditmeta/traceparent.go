@@ -1,4 +1,4 @@
-package server
+package auditmeta
 
 // ParseTraceparent returns the trace id of a W3C Trace Context traceparent
 // header value, "version-traceid-parentid-flags", and whether v is one

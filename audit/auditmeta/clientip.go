@@ -1,4 +1,4 @@
-package server
+package auditmeta
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 )
 
 // Headers a trusted proxy may use to pass on the client's address; see
-// Config.ForwardedHeader.
+// ClientIP and Config.ForwardedHeader.
 const (
 	HeaderXForwardedFor = "X-Forwarded-For" // the de facto standard, a list of addresses
 	HeaderForwarded     = "Forwarded"       // RFC 7239, for= parameters
@@ -43,44 +43,47 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// ClientIP returns the address of the client that sent r, and false when
-// r.RemoteAddr holds no address (as with a Unix socket).
+// ClientIP returns the address of the client of a request with headers h
+// that came over a connection from peer, the connection's remote address
+// ("host:port" or a bare address, as http.Request.RemoteAddr and
+// connect.Peer.Addr hold it). It reports false when peer holds no address
+// (as with a Unix socket).
 //
-// The client is the peer of the connection, r.RemoteAddr, unless the peer
-// is one of the trusted proxies. Only then is header read, HeaderForwarded
-// or HeaderXForwardedFor ("" means HeaderXForwardedFor; any other name
-// means no header is believed). Its hops are walked from the right, the
-// one the nearest proxy added, skipping trusted proxies: the first hop that
-// is not trusted is the client. Hops further left were written by that
-// client and prove nothing. When a hop cannot be read ("unknown", an
-// obfuscated name, garbage) the walk stops and the last hop read is the
-// client; a Forwarded header that is not well-formed is ignored whole. So
-// a client may at worst hide behind a trusted proxy; it can never choose
-// the address that is recorded.
+// The client is the peer, unless the peer is one of the trusted proxies.
+// Only then is header read, HeaderForwarded or HeaderXForwardedFor (""
+// means HeaderXForwardedFor; any other name means no header is believed).
+// Its hops are walked from the right, the one the nearest proxy added,
+// skipping trusted proxies: the first hop that is not trusted is the
+// client. Hops further left were written by that client and prove
+// nothing. When a hop cannot be read ("unknown", an obfuscated name,
+// garbage) the walk stops and the last hop read is the client; a Forwarded
+// header that is not well-formed is ignored whole. So a client may at
+// worst hide behind a trusted proxy; it can never choose the address that
+// is recorded.
 //
 // Use the header your proxies actually set. Believing the other one would
 // let a client write it, since the proxies pass it on untouched.
 //
 // The address is returned without a zone and with an IPv4-mapped IPv6
 // address unmapped, as the trusted prefixes are compared against.
-func ClientIP(r *http.Request, trusted []netip.Prefix, header string) (netip.Addr, bool) {
-	peer, ok := parsePeer(r.RemoteAddr)
+func ClientIP(h http.Header, peer string, trusted []netip.Prefix, header string) (netip.Addr, bool) {
+	a, ok := parsePeer(peer)
 	if !ok {
 		return netip.Addr{}, false
 	}
-	if !isTrusted(peer, trusted) {
-		return peer, true
+	if !isTrusted(a, trusted) {
+		return a, true
 	}
 	switch header {
 	case HeaderXForwardedFor, "":
-		return fromXForwardedFor(peer, r.Header.Values(HeaderXForwardedFor), trusted), true
+		return fromXForwardedFor(a, h.Values(HeaderXForwardedFor), trusted), true
 	case HeaderForwarded:
-		return fromForwarded(peer, r.Header.Values(HeaderForwarded), trusted), true
+		return fromForwarded(a, h.Values(HeaderForwarded), trusted), true
 	}
-	return peer, true
+	return a, true
 }
 
-// parsePeer parses a RemoteAddr, "host:port" or a bare address.
+// parsePeer parses a peer address, "host:port" or a bare address.
 func parsePeer(s string) (netip.Addr, bool) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		return normalizeAddr(ap.Addr()), true

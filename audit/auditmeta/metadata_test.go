@@ -1,8 +1,8 @@
-package server
+package auditmeta
 
 import (
 	"net/http"
-	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +29,7 @@ func TestCleanText(t *testing.T) {
 		{"empty", "", 8, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := cleanText(tt.in, tt.max)
+			got := CleanText(tt.in, tt.max)
 			if got != tt.want {
 				t.Fatalf("got %q, want %q", got, tt.want)
 			}
@@ -40,11 +40,11 @@ func TestCleanText(t *testing.T) {
 	}
 }
 
-// TestRequestMetadataHostileHeaders checks that whatever a client puts in
-// its headers, the metadata of its request passes audit.Log.Validate, so
-// that no client can keep its request from being audited.
-func TestRequestMetadataHostileHeaders(t *testing.T) {
-	s := &Server{newRequestID: func() string { return "generated" }, trustedProxies: testProxies}
+// TestMetadataHostileHeaders checks that whatever a client puts in its
+// headers, the metadata of its request passes audit.Log.Validate, so that
+// no client can keep its request from being audited.
+func TestMetadataHostileHeaders(t *testing.T) {
+	c := Config{NewRequestID: func() string { return "generated" }, TrustedProxies: testProxies}
 	huge := strings.Repeat("☃", 3000) // 9000 bytes
 	const trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	for _, tt := range []struct {
@@ -81,7 +81,7 @@ func TestRequestMetadataHostileHeaders(t *testing.T) {
 		{
 			name: "user agent huge", peer: "192.0.2.1:1",
 			headers: map[string][]string{"User-Agent": {huge}},
-			want:    map[string]string{"user_agent": strings.Repeat("☃", maxUserAgentLen/3)},
+			want:    map[string]string{"user_agent": strings.Repeat("☃", MaxUserAgentLen/3)},
 		},
 		{
 			name: "user agent with NUL and invalid UTF-8", peer: "192.0.2.1:1",
@@ -119,12 +119,7 @@ func TestRequestMetadataHostileHeaders(t *testing.T) {
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest(http.MethodPost, "/projects", nil)
-			r.RemoteAddr = tt.peer
-			for k, v := range tt.headers {
-				r.Header[k] = v
-			}
-			md := s.requestMetadata(r)
+			md := c.Metadata(http.Header(tt.headers), tt.peer)
 			for k, want := range tt.want {
 				got, ok := md[k]
 				if want == "" && ok {
@@ -143,10 +138,49 @@ func TestRequestMetadataHostileHeaders(t *testing.T) {
 func checkLogValid(tb testing.TB, md map[string]string) {
 	tb.Helper()
 	l := audit.Log{
-		ID: "id", Source: DefaultSource, Action: ActionProjectCreated,
-		Actor: anonymous, Metadata: md, CreatedAt: time.Unix(1, 0),
+		ID: "id", Source: "test", Action: "app.project.created",
+		Actor: audit.Actor{Type: audit.ActorTypeAnonymous}, Metadata: md, CreatedAt: time.Unix(1, 0),
 	}
 	if err := l.Validate(); err != nil {
 		tb.Fatalf("got %v for metadata %q, want a valid log: request metadata must never make an audit log invalid", err, md)
+	}
+}
+
+func TestMetadataDefaults(t *testing.T) {
+	var c Config // trusts no proxy, makes its own request ids
+	h := http.Header{HeaderXForwardedFor: {"203.0.113.9"}}
+	md := c.Metadata(h, "10.0.0.1:1")
+	if got := md[audit.MetadataIP]; got != "10.0.0.1" {
+		t.Errorf("ip: got %q, want the peer 10.0.0.1: the zero Config trusts no proxy", got)
+	}
+	id := md[audit.MetadataRequestID]
+	if !ValidRequestID(id) || id == c.Metadata(h, "10.0.0.1:1")[audit.MetadataRequestID] {
+		t.Errorf("request_id: got %q twice or invalid, want a new valid id per request", id)
+	}
+}
+
+func TestNewRequestID(t *testing.T) {
+	uuid4 := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := make(map[string]bool)
+	for range 1000 {
+		id := NewRequestID()
+		if !uuid4.MatchString(id) || !ValidRequestID(id) {
+			t.Fatalf("got %q, want a version 4 UUID that ValidRequestID accepts", id)
+		}
+		if seen[id] {
+			t.Fatalf("got %q twice", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, h := range []string{"", HeaderXForwardedFor, HeaderForwarded} {
+		if err := (Config{ForwardedHeader: h}).Validate(); err != nil {
+			t.Errorf("ForwardedHeader %q: got %v, want nil", h, err)
+		}
+	}
+	if err := (Config{ForwardedHeader: "X-Real-Ip"}).Validate(); err == nil || !strings.Contains(err.Error(), "X-Real-Ip") {
+		t.Errorf("got %v, want an error naming the header", err)
 	}
 }
