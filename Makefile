@@ -7,7 +7,7 @@ GO ?= go
 
 # Modules of the repository: the root module and the examples with
 # dependencies of their own.
-MODULES := . examples/webhook examples/postgres
+MODULES := . examples/webhook examples/postgres examples/connect
 
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN := $(shell $(GO) env GOPATH)/bin
@@ -16,11 +16,11 @@ GOLANGCI_LINT := $(GOBIN)/golangci-lint
 FUZZTIME ?= 10s
 BENCHCOUNT ?= 6
 
-.PHONY: test cc vet test-root test-webhook test-postgres lint fuzz bench bench-postgres check tools
+.PHONY: test cc vet test-root test-webhook test-postgres test-connect protoc generate-connect lint fuzz bench bench-postgres check tools
 
 ## test: vet and run every test of every module under the race detector;
 ## the PostgreSQL example runs against a throwaway server (or DATABASE_URL)
-test: cc vet test-root test-webhook test-postgres
+test: cc vet test-root test-webhook test-postgres test-connect
 
 vet:
 	@for m in $(MODULES); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...); done
@@ -33,6 +33,25 @@ test-webhook:
 
 test-postgres:
 	./scripts/with-postgres.sh bash -c 'cd examples/postgres && $(GO) test -race ./...'
+
+# The Connect example's tests regenerate its code to check it is current
+# (protoc).
+test-connect: protoc
+	cd examples/connect && $(GO) test -race ./...
+
+## generate-connect: regenerate the Connect example's code from its .proto
+generate-connect: protoc
+	examples/connect/generate.sh
+
+# protoc installs the compiler examples/connect/generate.sh pins: Debian's
+# protobuf-compiler, with the well-known types of libprotobuf-dev.
+protoc:
+	@if ! command -v protoc >/dev/null || [[ ! -f /usr/include/google/protobuf/timestamp.proto ]]; then \
+		echo "installing protobuf-compiler and libprotobuf-dev"; \
+		sudo=; [[ $$EUID -eq 0 ]] || sudo="sudo -n"; \
+		$$sudo apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev || \
+			{ $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev; }; \
+	fi
 
 ## lint: gofmt, goimports and golangci-lint over every module
 lint: tools
