@@ -1,0 +1,146 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/examples/connect/auditconnect"
+	projectsv1 "github.com/raystack/salt/examples/connect/gen/projects/v1"
+	"github.com/raystack/salt/examples/connect/server"
+)
+
+// errStoreDown is the error of a failingRepository that is failing.
+var errStoreDown = errors.New("store down")
+
+// failingRepository is a memory repository whose Create fails while
+// failing is set.
+type failingRepository struct {
+	*audit.MemoryRepository
+	failing atomic.Bool
+}
+
+func (r *failingRepository) Create(ctx context.Context, l *audit.Log) error {
+	if r.failing.Load() {
+		return errStoreDown
+	}
+	return r.MemoryRepository.Create(ctx, l)
+}
+
+// TestStoreFailure checks what a call whose audit log cannot be stored
+// becomes, under each StoreFailure: never silent, since the error log
+// gets the whole log; a change already made under FailCall, reported as
+// Unavailable; a denial that keeps its own code; a listing of the trail
+// that returns nothing.
+func TestStoreFailure(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name        string
+		failure     auditconnect.StoreFailure
+		wantCode    connect.Code // of a create that succeeded; 0 is no error
+		wantListErr bool
+	}{
+		{name: "FailCall", failure: auditconnect.FailCall, wantCode: connect.CodeUnavailable, wantListErr: true},
+		{name: "default is FailCall", wantCode: connect.CodeUnavailable, wantListErr: true},
+		{name: "KeepResult", failure: auditconnect.KeepResult},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			repo := &failingRepository{MemoryRepository: audit.NewMemoryRepository()}
+			e := newEnv(t, func(c *server.Config) {
+				c.Repository = repo
+				c.StoreFailure = tt.failure
+			})
+			c := e.connectClient(t)
+			repo.failing.Store(true)
+
+			_, _, err := call[projectsv1.CreateProjectRequest, projectsv1.CreateProjectResponse](t, c, procCreate, bob,
+				&projectsv1.CreateProjectRequest{Name: "unaudited"})
+			if tt.wantCode == 0 && err != nil {
+				t.Fatalf("got %v, want the result kept", err)
+			}
+			if tt.wantCode != 0 {
+				checkCode(t, err, tt.wantCode)
+			}
+			// Whatever the client was told, the project exists: the
+			// action happened before its log was written.
+			list, _ := mustCall[projectsv1.ListProjectsRequest, projectsv1.ListProjectsResponse](t, c, procList, bob, &projectsv1.ListProjectsRequest{})
+			if len(list.GetProjects()) != 1 {
+				t.Errorf("got %d projects, want the 1 created", len(list.GetProjects()))
+			}
+			if log := e.errLog.String(); !strings.Contains(log, "audit log not stored") || !strings.Contains(log, "app.project.created") || !strings.Contains(log, errStoreDown.Error()) {
+				t.Errorf("got error log %q, want the log that was not stored and why", log)
+			}
+
+			// A denial keeps its code: nothing changed.
+			_, _, err = call[projectsv1.DeleteProjectRequest, projectsv1.DeleteProjectResponse](t, c, procDelete, bob,
+				&projectsv1.DeleteProjectRequest{Id: list.GetProjects()[0].GetId()})
+			checkCode(t, err, connect.CodePermissionDenied)
+
+			// The trail's own reads: not returned unaudited under FailCall.
+			res, err := listLogs(t, c, alice, &projectsv1.ListAuditLogsRequest{})
+			if tt.wantListErr {
+				checkCode(t, err, connect.CodeUnavailable)
+				if res != nil {
+					t.Errorf("got %v, want no data returned", res)
+				}
+			} else if err != nil {
+				t.Errorf("got %v, want the listing", err)
+			}
+			if got := strings.Count(e.errLog.String(), "audit log not stored"); got != 3 {
+				t.Errorf("got %d logs reported not stored, want 3", got)
+			}
+			if n := len(e.logs(t)); n != 0 {
+				t.Errorf("got %d logs stored, want none", n)
+			}
+
+			// Once the store is back, so is the trail.
+			repo.failing.Store(false)
+			mustCall[projectsv1.CreateProjectRequest, projectsv1.CreateProjectResponse](t, c, procCreate, bob, &projectsv1.CreateProjectRequest{Name: "audited"})
+			checkLog(t, e.newest(t), wantLog{action: "app.project.created", outcome: audit.OutcomeSuccess, targetName: "audited"})
+		})
+	}
+}
+
+// TestDeleteStoreFailure checks that when the handler's own log of a
+// deletion cannot be stored, the interceptor still records the call, and
+// reports it like any other.
+func TestDeleteStoreFailure(t *testing.T) {
+	t.Parallel()
+	repo := &failingRepository{MemoryRepository: audit.NewMemoryRepository()}
+	e := newEnv(t, func(c *server.Config) { c.Repository = repo; c.StoreFailure = auditconnect.KeepResult })
+	c := e.connectClient(t)
+	res, _ := mustCall[projectsv1.CreateProjectRequest, projectsv1.CreateProjectResponse](t, c, procCreate, alice, &projectsv1.CreateProjectRequest{Name: "doomed"})
+	repo.failing.Store(true)
+	mustCall[projectsv1.DeleteProjectRequest, projectsv1.DeleteProjectResponse](t, c, procDelete, alice, &projectsv1.DeleteProjectRequest{Id: res.GetProject().GetId()})
+	if got := strings.Count(e.errLog.String(), "audit log not stored"); got != 1 {
+		t.Errorf("got %d logs reported not stored, want 1: the interceptor's, after the handler's failed\n%s", got, e.errLog)
+	}
+}
+
+// TestHostileRequestFields checks that request fields the target is named
+// from cannot make the log invalid: too long, or holding NUL bytes.
+func TestHostileRequestFields(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := e.client(t, "grpc-go")
+	hostile := strings.Repeat("\x00ab\x7f", 1000)
+	_, _, err := call[projectsv1.UpdateProjectRequest, projectsv1.UpdateProjectResponse](t, c, procUpdate, bob,
+		&projectsv1.UpdateProjectRequest{Id: hostile, Name: "fine"})
+	checkCode(t, err, connect.CodeNotFound)
+	l := e.newest(t)
+	checkLog(t, l, wantLog{action: "app.project.updated", outcome: audit.OutcomeFailure, code: "not_found", targetName: "fine"})
+	// The first MaxEntityIDLen bytes, without their control characters.
+	if want := strings.Repeat("ab", audit.MaxEntityIDLen/4); l.Target.ID != want {
+		t.Errorf("got target id %q, want %q: cleaned and cut", l.Target.ID, want)
+	}
+	_, _, err = call[projectsv1.CreateProjectRequest, projectsv1.CreateProjectResponse](t, c, procCreate, bob,
+		&projectsv1.CreateProjectRequest{Name: hostile})
+	checkCode(t, err, connect.CodeInvalidArgument)
+	checkLog(t, e.newest(t), wantLog{action: "app.project.created", outcome: audit.OutcomeFailure, code: "invalid_argument"})
+}
