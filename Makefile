@@ -19,7 +19,7 @@ BENCHCOUNT ?= 6
 .PHONY: test cc vet test-root test-webhook test-postgres test-connect protoc generate-connect lint fuzz bench bench-postgres check tools
 
 ## test: vet and run every test of every module under the race detector;
-## the PostgreSQL example runs against a throwaway server (or DATABASE_URL)
+## the PostgreSQL and Connect examples run against a throwaway server (or DATABASE_URL)
 test: cc vet test-root test-webhook test-postgres test-connect
 
 vet:
@@ -35,9 +35,9 @@ test-postgres:
 	./scripts/with-postgres.sh bash -c 'cd examples/postgres && $(GO) test -race ./...'
 
 # The Connect example's tests regenerate its code to check it is current
-# (protoc).
+# (protoc), and run its server on PostgreSQL too.
 test-connect: protoc
-	cd examples/connect && $(GO) test -race ./...
+	./scripts/with-postgres.sh bash -c 'cd examples/connect && $(GO) test -race ./...'
 
 ## generate-connect: regenerate the Connect example's code from its .proto
 generate-connect: protoc
