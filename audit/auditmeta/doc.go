@@ -21,5 +21,7 @@
 // read, from the right, and the first hop that is not a trusted proxy is
 // the client. See ClientIP.
 //
-// The package uses nothing but the standard library and package audit.
+// examples/httpserver (net/http middleware) and examples/connect (Connect
+// interceptors) both read their requests with it. The package uses nothing
+// but the standard library and package audit.
 package auditmeta
