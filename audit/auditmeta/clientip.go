@@ -8,7 +8,7 @@ import (
 )
 
 // Headers a trusted proxy may use to pass on the client's address; see
-// ClientIP and Config.ForwardedHeader.
+// Config.ClientIP and Config.ForwardedHeader.
 const (
 	HeaderXForwardedFor = "X-Forwarded-For" // the de facto standard, a list of addresses
 	HeaderForwarded     = "Forwarded"       // RFC 7239, for= parameters
@@ -49,32 +49,33 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 // connect.Peer.Addr hold it). It reports false when peer holds no address
 // (as with a Unix socket).
 //
-// The client is the peer, unless the peer is one of the trusted proxies.
-// Only then is header read, HeaderForwarded or HeaderXForwardedFor (""
-// means HeaderXForwardedFor; any other name means no header is believed).
-// Its hops are walked from the right, the one the nearest proxy added,
-// skipping trusted proxies: the first hop that is not trusted is the
-// client. Hops further left were written by that client and prove
-// nothing. When a hop cannot be read ("unknown", an obfuscated name,
-// garbage) the walk stops and the last hop read is the client; a Forwarded
-// header that is not well-formed is ignored whole. So a client may at
-// worst hide behind a trusted proxy; it can never choose the address that
-// is recorded.
+// The client is the peer, unless the peer is one of c.TrustedProxies.
+// Only then is c.ForwardedHeader read, HeaderForwarded or
+// HeaderXForwardedFor ("" means HeaderXForwardedFor; any other name, which
+// Validate rejects, means no header is believed). Its hops are walked from
+// the right, the one the nearest proxy added, skipping trusted proxies:
+// the first hop that is not trusted is the client. Hops further left were
+// written by that client and prove nothing. When a hop cannot be read
+// ("unknown", an obfuscated name, garbage) the walk stops and the last hop
+// read is the client; a Forwarded header that is not well-formed is
+// ignored whole. So a client may at worst hide behind a trusted proxy; it
+// can never choose the address that is recorded.
 //
 // Use the header your proxies actually set. Believing the other one would
 // let a client write it, since the proxies pass it on untouched.
 //
 // The address is returned without a zone and with an IPv4-mapped IPv6
 // address unmapped, as the trusted prefixes are compared against.
-func ClientIP(h http.Header, peer string, trusted []netip.Prefix, header string) (netip.Addr, bool) {
+func (c Config) ClientIP(h http.Header, peer string) (netip.Addr, bool) {
 	a, ok := parsePeer(peer)
 	if !ok {
 		return netip.Addr{}, false
 	}
+	trusted := c.TrustedProxies
 	if !isTrusted(a, trusted) {
 		return a, true
 	}
-	switch header {
+	switch c.ForwardedHeader {
 	case HeaderXForwardedFor, "":
 		return fromXForwardedFor(a, h.Values(HeaderXForwardedFor), trusted), true
 	case HeaderForwarded:
@@ -111,7 +112,7 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 
 // fromXForwardedFor walks the hops of X-Forwarded-For values — header
 // lines in the order received, each a comma-separated list — from the
-// right; see ClientIP. It reads the hops in place, without splitting the
+// right; see Config.ClientIP. It reads the hops in place, without splitting the
 // whole header.
 func fromXForwardedFor(peer netip.Addr, values []string, trusted []netip.Prefix) netip.Addr {
 	client := peer
@@ -155,7 +156,7 @@ func parseHop(s string) (netip.Addr, bool) {
 }
 
 // fromForwarded walks the for= nodes of Forwarded header values from the
-// right; see ClientIP.
+// right; see Config.ClientIP.
 func fromForwarded(peer netip.Addr, values []string, trusted []netip.Prefix) netip.Addr {
 	if len(values) == 0 {
 		return peer

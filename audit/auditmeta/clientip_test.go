@@ -88,7 +88,7 @@ func TestClientIP(t *testing.T) {
 			if tt.fwd != nil {
 				h[HeaderForwarded] = tt.fwd
 			}
-			got, ok := ClientIP(h, tt.peer, testProxies, tt.header)
+			got, ok := (Config{TrustedProxies: testProxies, ForwardedHeader: tt.header}).ClientIP(h, tt.peer)
 			if tt.want == "" {
 				if ok {
 					t.Fatalf("got %v, want no address", got)

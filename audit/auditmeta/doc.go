@@ -19,9 +19,10 @@
 // The recorded ip is the connection's peer unless the peer is one of the
 // trusted proxies of the Config; only then is X-Forwarded-For or Forwarded
 // read, from the right, and the first hop that is not a trusted proxy is
-// the client. See ClientIP.
+// the client. See Config.ClientIP.
 //
 // examples/httpserver (net/http middleware) and examples/connect (Connect
-// interceptors) both read their requests with it. The package uses nothing
-// but the standard library and package audit.
+// interceptors) both read their requests with it. The package uses only
+// the standard library, package audit and github.com/google/uuid, the root
+// module's dependency.
 package auditmeta

@@ -56,7 +56,7 @@ func FuzzXForwardedFor(f *testing.F) {
 			v += ", 10.7.7.7"
 		}
 		h[HeaderXForwardedFor] = []string{v}
-		if got, _ := ClientIP(h, fuzzPeer+":1", testProxies, HeaderXForwardedFor); got != a {
+		if got, _ := (Config{TrustedProxies: testProxies, ForwardedHeader: HeaderXForwardedFor}).ClientIP(h, fuzzPeer+":1"); got != a {
 			t.Fatalf("got %v from %q, want %v: what the client wrote must not matter", got, v, a)
 		}
 	})
@@ -67,10 +67,10 @@ func FuzzXForwardedFor(f *testing.F) {
 // alone, the address is any valid one.
 func checkPeers(t *testing.T, h http.Header, header string) {
 	t.Helper()
-	if got, ok := ClientIP(h, "192.0.2.200:1", testProxies, header); !ok || got.String() != "192.0.2.200" {
+	if got, ok := (Config{TrustedProxies: testProxies, ForwardedHeader: header}).ClientIP(h, "192.0.2.200:1"); !ok || got.String() != "192.0.2.200" {
 		t.Fatalf("got %v for an untrusted peer, want the peer", got)
 	}
-	got, ok := ClientIP(h, fuzzPeer+":1", testProxies, header)
+	got, ok := (Config{TrustedProxies: testProxies, ForwardedHeader: header}).ClientIP(h, fuzzPeer+":1")
 	if !ok {
 		t.Fatal("got no address for a trusted peer")
 	}
@@ -109,7 +109,7 @@ func FuzzForwarded(f *testing.F) {
 			v += ", for=10.7.7.7"
 		}
 		h[HeaderForwarded] = []string{v}
-		got, _ := ClientIP(h, fuzzPeer+":1", testProxies, HeaderForwarded)
+		got, _ := (Config{TrustedProxies: testProxies, ForwardedHeader: HeaderForwarded}).ClientIP(h, fuzzPeer+":1")
 		if got != a && got.String() != fuzzPeer {
 			t.Fatalf("got %v from %q, want %v or the peer: the client chose the address", got, v, a)
 		}

@@ -1,14 +1,14 @@
 package auditmeta
 
 import (
-	"encoding/binary"
-	"encoding/hex"
+	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 
 	"github.com/raystack/salt/audit"
 )
@@ -31,57 +31,62 @@ const (
 	MaxUserAgentLen = 512
 )
 
+// ErrInvalidConfig is returned by Config.Validate when a Config cannot be
+// used.
+var ErrInvalidConfig = errors.New("auditmeta: invalid config")
+
 // Config says how Metadata reads a request. The zero Config trusts no
-// proxy and makes request ids with NewRequestID.
+// proxy and makes request ids with uuid.NewString.
 //
 // A Config is a plain value: Metadata reads it and never modifies it, so
 // one Config may serve any number of concurrent requests as long as no one
 // changes it, or the prefixes of TrustedProxies, meanwhile.
 type Config struct {
 	// TrustedProxies are the peers whose ForwardedHeader is believed; see
-	// ClientIP. Nil trusts no peer: the recorded ip is always the peer's.
+	// Config.ClientIP. Nil trusts no peer: the recorded ip is always the
+	// peer's. Code that keeps a Config for later requests should keep its
+	// own copy of the slice (slices.Clone), as the interceptors of
+	// examples/connect do.
 	TrustedProxies []netip.Prefix
 	// ForwardedHeader is the header the trusted proxies set:
 	// HeaderXForwardedFor (the default when "") or HeaderForwarded.
 	ForwardedHeader string
 	// NewRequestID makes the id of a request that came without a valid
-	// one. It must return ids that ValidRequestID accepts. Nil means
-	// NewRequestID.
+	// one. Nil means uuid.NewString, a random (version 4) UUID. An id it
+	// returns that ValidRequestID rejects is replaced by uuid.NewString,
+	// so that a faulty generator cannot make request logs invalid. It
+	// must be safe for concurrent use.
 	NewRequestID func() string
 }
 
-// Validate reports whether c can be used: an error names what is wrong.
+// Validate reports whether c can be used. The error it returns wraps
+// ErrInvalidConfig and names what is wrong.
 func (c Config) Validate() error {
 	switch c.ForwardedHeader {
 	case "", HeaderXForwardedFor, HeaderForwarded:
 		return nil
 	}
-	return fmt.Errorf("auditmeta: forwarded header %q is not %q or %q", c.ForwardedHeader, HeaderXForwardedFor, HeaderForwarded)
+	return fmt.Errorf("%w: forwarded header %q is not %q or %q", ErrInvalidConfig, c.ForwardedHeader, HeaderXForwardedFor, HeaderForwarded)
 }
 
 // Metadata returns the well-known audit metadata of a request with headers
-// h that came over a connection from peer (see ClientIP), as a new map for
+// h that came over a connection from peer (see Config.ClientIP), as a new map for
 // audit.SetMetadata. Every value is one audit.Log.Validate accepts,
 // whatever the client sent: headers that cannot be trusted or read are
 // dropped or replaced, long ones are cut.
 //
 //   - request_id: HeaderRequestID when ValidRequestID accepts it, else a
-//     new id from c.NewRequestID. Always present.
+//     new id from c.NewRequestID (see Config). Always present.
 //   - user_agent: HeaderUserAgent through CleanText, cut to
 //     MaxUserAgentLen bytes; omitted when that leaves nothing.
 //   - trace_id: the trace id of a single HeaderTraceparent that
 //     ParseTraceparent reads; else omitted.
-//   - ip: ClientIP, with c's trusted proxies and forwarded header; omitted
-//     when peer holds no IP address.
+//   - ip: c.ClientIP; omitted when peer holds no IP address.
 func (c Config) Metadata(h http.Header, peer string) map[string]string {
 	md := make(map[string]string, 4)
 	id := h.Get(HeaderRequestID)
 	if !ValidRequestID(id) {
-		if c.NewRequestID != nil {
-			id = c.NewRequestID()
-		} else {
-			id = NewRequestID()
-		}
+		id = c.newRequestID()
 	}
 	md[audit.MetadataRequestID] = id
 	if ua := CleanText(h.Get(HeaderUserAgent), MaxUserAgentLen); ua != "" {
@@ -92,30 +97,21 @@ func (c Config) Metadata(h http.Header, peer string) map[string]string {
 			md[audit.MetadataTraceID] = traceID
 		}
 	}
-	if ip, ok := ClientIP(h, peer, c.TrustedProxies, c.ForwardedHeader); ok {
+	if ip, ok := c.ClientIP(h, peer); ok {
 		md[audit.MetadataIP] = ip.String()
 	}
 	return md
 }
 
-// NewRequestID returns a new random request id: a version 4 UUID, such as
-// "0b6d0f1e-3c5a-4e2f-9d8b-7a6c5e4d3c2b". Its 122 random bits come from the
-// runtime's ChaCha8 generator, seeded by the operating system: ids that do
-// not repeat, though not secrets.
-func NewRequestID() string {
-	var u [16]byte
-	binary.BigEndian.PutUint64(u[:8], rand.Uint64())
-	binary.BigEndian.PutUint64(u[8:], rand.Uint64())
-	u[6] = 0x40 | u[6]&0x0f // version 4
-	u[8] = 0x80 | u[8]&0x3f // variant 10
-	var buf [36]byte
-	hex.Encode(buf[0:8], u[0:4])
-	hex.Encode(buf[9:13], u[4:6])
-	hex.Encode(buf[14:18], u[6:8])
-	hex.Encode(buf[19:23], u[8:10])
-	hex.Encode(buf[24:], u[10:])
-	buf[8], buf[13], buf[18], buf[23] = '-', '-', '-', '-'
-	return string(buf[:])
+// newRequestID returns the id of a request that came without a valid one:
+// c.NewRequestID's, when it makes a valid one, else a new UUID.
+func (c Config) newRequestID() string {
+	if c.NewRequestID != nil {
+		if id := c.NewRequestID(); ValidRequestID(id) {
+			return id
+		}
+	}
+	return uuid.NewString()
 }
 
 // ValidRequestID reports whether id is 1 to MaxRequestIDLen characters of
@@ -125,7 +121,9 @@ func ValidRequestID(id string) bool {
 }
 
 // ValidIdentifier reports whether id is 1 to maxLen characters of
-// [A-Za-z0-9._-].
+// [A-Za-z0-9._-]: the rule of ValidRequestID, for other identifiers a
+// service takes from its clients and records (examples/httpserver checks
+// the user ids of its member routes with it).
 func ValidIdentifier(id string, maxLen int) bool {
 	if id == "" || len(id) > maxLen {
 		return false

@@ -1,6 +1,7 @@
 package auditmeta
 
 import (
+	"errors"
 	"net/http"
 	"regexp"
 	"strings"
@@ -159,18 +160,41 @@ func TestMetadataDefaults(t *testing.T) {
 	}
 }
 
-func TestNewRequestID(t *testing.T) {
+// TestRequestIDGenerator checks the ids of requests that come without a
+// valid one: random UUIDs by default, the configured generator's when
+// ValidRequestID accepts them, and random UUIDs in place of any it does
+// not, so that a faulty generator cannot make request logs invalid.
+func TestRequestIDGenerator(t *testing.T) {
 	uuid4 := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	seen := make(map[string]bool)
-	for range 1000 {
-		id := NewRequestID()
-		if !uuid4.MatchString(id) || !ValidRequestID(id) {
-			t.Fatalf("got %q, want a version 4 UUID that ValidRequestID accepts", id)
-		}
-		if seen[id] {
-			t.Fatalf("got %q twice", id)
-		}
-		seen[id] = true
+	for _, tt := range []struct {
+		name string
+		gen  func() string
+		want string // "" means a random UUID
+	}{
+		{name: "default"},
+		{name: "valid generated id kept", gen: func() string { return "gen-1" }, want: "gen-1"},
+		{name: "empty replaced", gen: func() string { return "" }},
+		{name: "spaces replaced", gen: func() string { return "a b" }},
+		{name: "NUL replaced", gen: func() string { return "a\x00" }},
+		{name: "too long replaced", gen: func() string { return strings.Repeat("a", MaxRequestIDLen+1) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Config{NewRequestID: tt.gen}
+			seen := make(map[string]bool)
+			for range 100 {
+				id := c.Metadata(http.Header{}, "192.0.2.1:1")[audit.MetadataRequestID]
+				if tt.want != "" {
+					if id != tt.want {
+						t.Fatalf("got %q, want %q", id, tt.want)
+					}
+					continue
+				}
+				if !uuid4.MatchString(id) || seen[id] {
+					t.Fatalf("got %q, want a new version 4 UUID", id)
+				}
+				seen[id] = true
+			}
+		})
 	}
 }
 
@@ -180,7 +204,7 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("ForwardedHeader %q: got %v, want nil", h, err)
 		}
 	}
-	if err := (Config{ForwardedHeader: "X-Real-Ip"}).Validate(); err == nil || !strings.Contains(err.Error(), "X-Real-Ip") {
-		t.Errorf("got %v, want an error naming the header", err)
+	if err := (Config{ForwardedHeader: "X-Real-Ip"}).Validate(); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "X-Real-Ip") {
+		t.Errorf("got %v, want an error wrapping ErrInvalidConfig naming the header", err)
 	}
 }

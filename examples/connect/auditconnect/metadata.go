@@ -2,6 +2,7 @@ package auditconnect
 
 import (
 	"context"
+	"slices"
 
 	"connectrpc.com/connect"
 
@@ -17,7 +18,8 @@ import (
 // denials included, carries the metadata.
 //
 // cfg says which proxies are trusted to name the client's address, and
-// how request ids are made; auditmeta.Config.Metadata says what is read
+// how request ids are made; the interceptor keeps its own copy of
+// cfg.TrustedProxies, so the caller may reuse the slice; auditmeta.Config.Metadata says what is read
 // and how hostile header values are cleaned, so that no client can make
 // the audit log of its call invalid. The peer is the connection's remote
 // address, connect.Peer.Addr.
@@ -28,6 +30,7 @@ func NewMetadataInterceptor(cfg auditmeta.Config) connect.Interceptor {
 	if err := cfg.Validate(); err != nil {
 		panic("auditconnect: NewMetadataInterceptor: " + err.Error())
 	}
+	cfg.TrustedProxies = slices.Clone(cfg.TrustedProxies)
 	return &metadataInterceptor{cfg: cfg}
 }
 

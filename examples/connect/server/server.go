@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -80,6 +81,7 @@ type Config struct {
 	Tokens map[string]Principal
 	// Metadata says which proxies are trusted to name the client's
 	// address, and how request ids are made. The zero value trusts none.
+	// New keeps its own copy of Metadata.TrustedProxies.
 	Metadata auditmeta.Config
 	// StoreFailure is what becomes of a call whose audit log could not be
 	// stored: auditconnect.FailCall (the default when 0) or
@@ -117,6 +119,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: Config.Tokens: %w", err)
 	}
+	cfg.Metadata.TrustedProxies = slices.Clone(cfg.Metadata.TrustedProxies)
 	if err := cfg.Metadata.Validate(); err != nil {
 		return nil, fmt.Errorf("server: Config.Metadata: %w", err)
 	}

@@ -12,8 +12,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/raystack/salt/audit"
 	"github.com/raystack/salt/audit/auditmeta"
 )
@@ -53,7 +51,7 @@ type Config struct {
 	// request but GET /healthz is turned away.
 	Tokens map[string]Principal
 	// TrustedProxies are the peers whose ForwardedHeader is believed; see
-	// auditmeta.ClientIP. Nil trusts no peer: the recorded ip is always
+	// auditmeta.Config.ClientIP. Nil trusts no peer: the recorded ip is always
 	// the peer's.
 	TrustedProxies []netip.Prefix
 	// ForwardedHeader is the header the trusted proxies set:
@@ -93,7 +91,6 @@ func New(cfg Config) (*Server, error) {
 	meta := auditmeta.Config{
 		TrustedProxies:  slices.Clone(cfg.TrustedProxies),
 		ForwardedHeader: cfg.ForwardedHeader,
-		NewRequestID:    uuid.NewString,
 	}
 	if err := meta.Validate(); err != nil {
 		return nil, fmt.Errorf("server: Config.ForwardedHeader: %w", err)

@@ -32,12 +32,3 @@ func ExampleConfig_Metadata() {
 	// trace_id="4bf92f3577b34da6a3ce929d0e0e4736"
 	// ip="203.0.113.9"
 }
-
-// An untrusted peer is recorded as it is, whatever its headers claim.
-func ExampleClientIP() {
-	trusted, _ := auditmeta.ParseTrustedProxies("10.0.0.0/8, 192.0.2.1")
-	h := http.Header{"X-Forwarded-For": {"10.0.0.9"}}
-	ip, _ := auditmeta.ClientIP(h, "198.51.100.7:5000", trusted, auditmeta.HeaderXForwardedFor)
-	fmt.Println(ip)
-	// Output: 198.51.100.7
-}
