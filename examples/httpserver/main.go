@@ -19,7 +19,6 @@ import (
 	"syscall"
 
 	"github.com/raystack/salt/audit"
-	"github.com/raystack/salt/audit/auditmeta"
 	"github.com/raystack/salt/examples/httpserver/server"
 )
 
@@ -37,19 +36,10 @@ func main() {
 // ctx ends. ready, if not nil, learns the server's URL once it is
 // listening and its start-up message is written to out.
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer, ready func(string)) error {
-	env := func(key, def string) string {
-		if v := getenv(key); v != "" {
-			return v
-		}
-		return def
-	}
 	fs := flag.NewFlagSet("httpserver", flag.ContinueOnError)
 	fs.SetOutput(out)
-	addr := fs.String("addr", env("ADDR", "127.0.0.1:8080"), "`address` to listen on (env ADDR)")
-	proxies := fs.String("trusted-proxies", getenv("TRUSTED_PROXIES"),
-		"comma-separated `CIDRs` or addresses of reverse proxies whose forwarding header is believed (env TRUSTED_PROXIES)")
-	header := fs.String("forwarded-header", env("FORWARDED_HEADER", auditmeta.HeaderXForwardedFor),
-		"the `header` the trusted proxies set: X-Forwarded-For or Forwarded (env FORWARDED_HEADER)")
+	var flags server.Flags
+	flags.Define(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -59,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	trusted, err := auditmeta.ParseTrustedProxies(*proxies)
+	meta, err := flags.Metadata()
 	if err != nil {
 		return err
 	}
@@ -67,8 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	srv, err := server.New(server.Config{
 		Repository:      audit.NewMemoryRepository(),
 		Tokens:          server.DemoTokens(),
-		TrustedProxies:  trusted,
-		ForwardedHeader: *header,
+		TrustedProxies:  meta.TrustedProxies,
+		ForwardedHeader: meta.ForwardedHeader,
 	})
 	if err != nil {
 		return err
@@ -77,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		fmt.Fprintln(out, "Note: DATABASE_URL is set, but this server keeps its audit trail in memory;")
 		fmt.Fprintln(out, "for the PostgreSQL-backed server: cd examples/postgres && go run ./cmd/httpserver")
 	}
-	return server.Run(ctx, *addr, srv, func(baseURL string) {
+	return server.Run(ctx, flags.Addr, srv, func(baseURL string) {
 		fmt.Fprintf(out, "projects-api listening on %s (audit trail in memory; Ctrl-C stops)\n\n", baseURL)
 		server.PrintDemoUsage(out, baseURL)
 		if ready != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/raystack/salt/examples/connect/auditconnect"
 	projectsv1 "github.com/raystack/salt/examples/connect/gen/projects/v1"
 	"github.com/raystack/salt/examples/connect/gen/projects/v1/projectsv1connect"
+	httpserver "github.com/raystack/salt/examples/httpserver/server"
 )
 
 // benchChains are the interceptor chains the benchmarks compare: the
@@ -31,17 +32,17 @@ var benchChains = []struct {
 	{"chain=full", func(s *Server) []connect.Interceptor {
 		return []connect.Interceptor{
 			auditconnect.NewMetadataInterceptor(auditmeta.Config{}),
-			auditconnect.NewIdentityInterceptor(s.tokens.authenticate),
+			auditconnect.NewIdentityInterceptor(s.authenticate),
 			auditconnect.NewAuditInterceptor(s.logger, Procedures()),
 		}
 	}},
 	{"chain=identity", func(s *Server) []connect.Interceptor {
-		return []connect.Interceptor{auditconnect.NewIdentityInterceptor(s.tokens.authenticate)}
+		return []connect.Interceptor{auditconnect.NewIdentityInterceptor(s.authenticate)}
 	}},
 	{"chain=identity+metadata", func(s *Server) []connect.Interceptor {
 		return []connect.Interceptor{
 			auditconnect.NewMetadataInterceptor(auditmeta.Config{}),
-			auditconnect.NewIdentityInterceptor(s.tokens.authenticate),
+			auditconnect.NewIdentityInterceptor(s.authenticate),
 		}
 	}},
 }
@@ -58,7 +59,7 @@ type benchTarget struct {
 func newBenchTarget(b *testing.B, chain func(*Server) []connect.Interceptor) *benchTarget {
 	b.Helper()
 	repo := audit.NewMemoryRepository()
-	s, err := New(Config{Repository: repo, Tokens: DemoTokens()})
+	s, err := New(Config{Repository: repo, Tokens: httpserver.DemoTokens()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,7 +4,7 @@
 // package auditconnect, for Connect, gRPC and gRPC-Web clients alike. Any
 // audit.Repository stores the trail:
 //
-//	srv, err := server.New(server.Config{Repository: repo, Tokens: server.DemoTokens()})
+//	srv, err := server.New(server.Config{Repository: repo, Tokens: httpserver.DemoTokens()})
 //	http.ListenAndServe(addr, srv.Handler()) // or server.Run, which also speaks h2c
 //
 // # Procedures

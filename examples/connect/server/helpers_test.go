@@ -24,9 +24,10 @@ import (
 	projectsv1 "github.com/raystack/salt/examples/connect/gen/projects/v1"
 	"github.com/raystack/salt/examples/connect/gen/projects/v1/projectsv1connect"
 	"github.com/raystack/salt/examples/connect/server"
+	httpserver "github.com/raystack/salt/examples/httpserver/server"
 )
 
-// Demo tokens, as DemoTokens defines them.
+// Demo tokens, as httpserver.DemoTokens defines them.
 const (
 	alice = "demo-alice" // user, acme admin
 	bob   = "demo-bob"   // user, acme member
@@ -66,7 +67,7 @@ func newEnv(t *testing.T, with ...func(*server.Config)) *testEnv {
 	e := &testEnv{errLog: &syncBuffer{}}
 	cfg := server.Config{
 		Repository: audit.NewMemoryRepository(),
-		Tokens:     server.DemoTokens(),
+		Tokens:     httpserver.DemoTokens(),
 		ErrorLog:   slog.New(slog.NewTextHandler(e.errLog, nil)),
 	}
 	for _, w := range with {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/raystack/salt/examples/connect/auditconnect"
 	projectsv1 "github.com/raystack/salt/examples/connect/gen/projects/v1"
 	"github.com/raystack/salt/examples/connect/gen/projects/v1/projectsv1connect"
+	httpserver "github.com/raystack/salt/examples/httpserver/server"
 )
 
 // DefaultSource is the Source of the audit logs of a Server that was not
@@ -76,9 +76,10 @@ type Config struct {
 	// with audit.NewLogger(Repository, audit.WithSource(DefaultSource)),
 	// which Close closes; a Logger given here is the caller's to close.
 	Logger *audit.Logger
-	// Tokens maps each bearer token to its principal. With none, every
-	// call fails with CodeUnauthenticated.
-	Tokens map[string]Principal
+	// Tokens maps each bearer token to its principal, as in
+	// examples/httpserver (httpserver.NewTokenTable says which are
+	// accepted). With none, every call fails with CodeUnauthenticated.
+	Tokens map[string]httpserver.Principal
 	// Metadata says which proxies are trusted to name the client's
 	// address, and how request ids are made. The zero value trusts none.
 	// New keeps its own copy of Metadata.TrustedProxies.
@@ -100,11 +101,13 @@ type Server struct {
 	repo      audit.Repository
 	logger    *audit.Logger
 	ownLogger bool
-	tokens    tokenTable
-	errorLog  *slog.Logger
-	projects  *projectStore
-	now       func() time.Time
-	handler   http.Handler
+	// authenticate is the Authenticator of the identity interceptor, over
+	// the token table of Config.Tokens.
+	authenticate auditconnect.Authenticator
+	errorLog     *slog.Logger
+	projects     *projectStore
+	now          func() time.Time
+	handler      http.Handler
 }
 
 var _ projectsv1connect.ProjectServiceHandler = (*Server)(nil)
@@ -115,7 +118,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Repository == nil {
 		return nil, errors.New("server: Config.Repository is nil")
 	}
-	tokens, err := newTokenTable(cfg.Tokens)
+	tokens, err := httpserver.NewTokenTable(cfg.Tokens)
 	if err != nil {
 		return nil, fmt.Errorf("server: Config.Tokens: %w", err)
 	}
@@ -132,12 +135,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: Config.StoreFailure %d is not FailCall or KeepResult", failure)
 	}
 	s := &Server{
-		repo:     cfg.Repository,
-		logger:   cfg.Logger,
-		tokens:   tokens,
-		errorLog: cfg.ErrorLog,
-		projects: newProjectStore(),
-		now:      func() time.Time { return time.Now().UTC() },
+		authenticate: authenticator(tokens),
+		repo:         cfg.Repository,
+		logger:       cfg.Logger,
+		errorLog:     cfg.ErrorLog,
+		projects:     newProjectStore(),
+		now:          func() time.Time { return time.Now().UTC() },
 	}
 	if s.logger == nil {
 		s.logger = audit.NewLogger(cfg.Repository, audit.WithSource(DefaultSource))
@@ -148,7 +151,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.handler = s.newHandler(
 		auditconnect.NewMetadataInterceptor(cfg.Metadata),
-		auditconnect.NewIdentityInterceptor(s.tokens.authenticate),
+		auditconnect.NewIdentityInterceptor(s.authenticate),
 		auditconnect.NewAuditInterceptor(s.logger, Procedures(),
 			auditconnect.WithStoreFailure(failure),
 			auditconnect.WithErrorHandler(s.logStoreError)),
@@ -190,10 +193,6 @@ func (s *Server) Close(ctx context.Context) error {
 	return nil
 }
 
-// ShutdownTimeout bounds how long Run waits for calls in flight, and for
-// the Logger to drain, once its context ends.
-const ShutdownTimeout = 10 * time.Second
-
 // NewHTTPServer returns an http.Server for h that speaks HTTP/1.1 and
 // unencrypted HTTP/2 (h2c, with prior knowledge), as gRPC clients
 // without TLS need, with timeouts and a bound on header size.
@@ -216,34 +215,13 @@ func NewHTTPServer(h http.Handler, errorLog *slog.Logger) *http.Server {
 const MaxHeaderBytes = 64 << 10
 
 // Run serves s on addr, a "host:port" to listen on, until ctx ends; then
-// it stops taking calls, waits up to ShutdownTimeout for those in flight,
-// whose audit logs are still written, and closes s. Once it listens it
-// calls ready, if not nil, with the base URL of the server, e.g.
-// "http://127.0.0.1:8080", which tells the port when addr's is 0.
+// it stops taking calls, waits up to httpserver.ShutdownTimeout for those
+// in flight, whose audit logs are still written, and closes s. Once it
+// listens it calls ready, if not nil, with the base URL of the server,
+// e.g. "http://127.0.0.1:8080", which tells the port when addr's is 0.
+// It is httpserver.Serve, with the http.Server of NewHTTPServer.
 //
 // It returns nil after a graceful shutdown, or the error that stopped it.
 func Run(ctx context.Context, addr string, s *Server, ready func(baseURL string)) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	hs := NewHTTPServer(s.Handler(), s.errorLog)
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	if ready != nil {
-		ready("http://" + ln.Addr().String())
-	}
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
-	defer cancel()
-	err = hs.Shutdown(sctx)
-	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	return errors.Join(err, s.Close(sctx))
+	return httpserver.Serve(ctx, addr, NewHTTPServer(s.Handler(), s.errorLog), ready, s.Close)
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -34,23 +35,56 @@ type Principal struct {
 	Role  Role
 }
 
-// tokenTable finds the principal of a bearer token. It is keyed by the
+// TokenTable finds the principal of a bearer token. It is keyed by the
 // tokens' SHA-256 digests, so that the time a lookup takes says nothing
-// useful about the tokens it holds, and the tokens are not kept.
-type tokenTable map[[sha256.Size]byte]Principal
+// useful about the tokens it holds, and the tokens are not kept. The zero
+// TokenTable knows no token. A TokenTable is never modified once made and
+// is safe for concurrent use.
+//
+// examples/connect authenticates its callers with it too, so that both
+// examples accept the same tokens by the same rules.
+type TokenTable struct {
+	byDigest map[[sha256.Size]byte]Principal
+}
 
-func newTokenTable(tokens map[string]Principal) (tokenTable, error) {
-	t := make(tokenTable, len(tokens))
+// NewTokenTable returns the table of tokens, each token mapped to its
+// principal. It returns an error when a token is not ValidToken or a
+// principal could not act or be audited: an actor type other than user
+// or service, an empty actor id or org, an unknown role, or an actor or
+// org that audit.Log.Validate rejects.
+func NewTokenTable(tokens map[string]Principal) (TokenTable, error) {
+	t := TokenTable{byDigest: make(map[[sha256.Size]byte]Principal, len(tokens))}
 	for tok, p := range tokens {
-		if tok == "" || strings.ContainsAny(tok, " \t") {
-			return nil, fmt.Errorf("a token is empty or holds white space")
+		if !ValidToken(tok) {
+			return TokenTable{}, errors.New("a token is empty or holds white space, control characters or non-ASCII bytes")
 		}
 		if err := checkPrincipal(p); err != nil {
-			return nil, fmt.Errorf("principal of actor %q: %w", p.Actor.ID, err)
+			return TokenTable{}, fmt.Errorf("principal of actor %q: %w", p.Actor.ID, err)
 		}
-		t[sha256.Sum256([]byte(tok))] = p
+		t.byDigest[sha256.Sum256([]byte(tok))] = p
 	}
 	return t, nil
+}
+
+// Lookup returns the principal of token, a bearer token without its
+// scheme, and reports whether the table holds it.
+func (t TokenTable) Lookup(token string) (Principal, bool) {
+	p, ok := t.byDigest[sha256.Sum256([]byte(token))]
+	return p, ok
+}
+
+// ValidToken reports whether tok can be a bearer token: printable ASCII
+// without spaces, as an Authorization header carries it unchanged.
+func ValidToken(tok string) bool {
+	if tok == "" {
+		return false
+	}
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // checkPrincipal reports whether p can act and be audited.
@@ -61,10 +95,10 @@ func checkPrincipal(p Principal) error {
 		return fmt.Errorf("actor type %q is not %q or %q", p.Actor.Type, audit.ActorTypeUser, audit.ActorTypeService)
 	}
 	if p.Actor.ID == "" {
-		return fmt.Errorf("actor id is empty")
+		return errors.New("actor id is empty")
 	}
 	if p.OrgID == "" {
-		return fmt.Errorf("org id is empty")
+		return errors.New("org id is empty")
 	}
 	if p.Role != RoleAdmin && p.Role != RoleMember {
 		return fmt.Errorf("role %q is not %q or %q", p.Role, RoleAdmin, RoleMember)
@@ -86,7 +120,7 @@ const (
 )
 
 // lookup returns the principal of r's bearer token, or why there is none.
-func (t tokenTable) lookup(r *http.Request) (Principal, string) {
+func (t TokenTable) lookup(r *http.Request) (Principal, string) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return Principal{}, reasonMissingToken
@@ -95,7 +129,7 @@ func (t tokenTable) lookup(r *http.Request) (Principal, string) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return Principal{}, reasonInvalidToken
 	}
-	p, ok := t[sha256.Sum256([]byte(strings.TrimSpace(token)))]
+	p, ok := t.Lookup(strings.TrimSpace(token))
 	if !ok {
 		return Principal{}, reasonInvalidToken
 	}

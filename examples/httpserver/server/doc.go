@@ -67,4 +67,12 @@
 // next_cursor as cursor for the next page; it is "" on the last page. A
 // bad parameter is answered 400 with a message naming it. Each listing is
 // itself recorded, and is not returned when that log cannot be stored.
+//
+// # Shared with examples/connect
+//
+// The same service on Connect-RPC, examples/connect, takes who its callers
+// are from this package — Principal, Role, TokenTable (with the one rule
+// for tokens, ValidToken), DemoTokens — and runs the way this one does,
+// with Flags and Serve. So both examples accept the same tokens by the
+// same rules, and stop the same way.
 package server

@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"slices"
-	"time"
 
 	"github.com/raystack/salt/audit"
 	"github.com/raystack/salt/audit/auditmeta"
@@ -71,7 +69,7 @@ type Server struct {
 	repo      audit.Repository
 	logger    *audit.Logger
 	ownLogger bool
-	tokens    tokenTable
+	tokens    TokenTable
 	meta      auditmeta.Config // how request metadata is read
 	errorLog  *slog.Logger
 	projects  *projectStore
@@ -84,7 +82,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Repository == nil {
 		return nil, errors.New("server: Config.Repository is nil")
 	}
-	tokens, err := newTokenTable(cfg.Tokens)
+	tokens, err := NewTokenTable(cfg.Tokens)
 	if err != nil {
 		return nil, fmt.Errorf("server: Config.Tokens: %w", err)
 	}
@@ -185,49 +183,4 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // whose data was not returned, because its audit log could not be stored.
 func writeAuditUnavailable(w http.ResponseWriter) {
 	writeError(w, http.StatusInternalServerError, "the request could not be audited, so it was not carried out; try again later")
-}
-
-// ShutdownTimeout bounds how long Run waits for requests in flight, and
-// for the Logger to drain, once its context ends.
-const ShutdownTimeout = 10 * time.Second
-
-// Run serves s on addr, a "host:port" to listen on, until ctx ends; then
-// it stops taking requests, waits up to ShutdownTimeout for those in
-// flight, whose audit logs are still written, and closes s. Once it
-// listens it calls ready, if not nil, with the base URL of the server,
-// e.g. "http://127.0.0.1:8080", which tells the port when addr's is 0.
-//
-// It returns nil after a graceful shutdown, or the error that stopped it.
-func Run(ctx context.Context, addr string, s *Server, ready func(baseURL string)) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	hs := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.errorLog.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	if ready != nil {
-		ready("http://" + ln.Addr().String())
-	}
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
-	defer cancel()
-	err = hs.Shutdown(sctx)
-	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	return errors.Join(err, s.Close(sctx))
 }

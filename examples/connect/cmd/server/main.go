@@ -9,7 +9,8 @@
 // -schema (default: the search_path's first), migrated at start-up. Each
 // flag but -schema defaults to an environment variable: ADDR
 // (127.0.0.1:8080), TRUSTED_PROXIES (none) and FORWARDED_HEADER
-// (X-Forwarded-For).
+// (X-Forwarded-For); they are those of examples/httpserver
+// (httpserver.Flags).
 package main
 
 import (
@@ -25,8 +26,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/raystack/salt/audit"
-	"github.com/raystack/salt/audit/auditmeta"
 	"github.com/raystack/salt/examples/connect/server"
+	httpserver "github.com/raystack/salt/examples/httpserver/server"
 	"github.com/raystack/salt/examples/postgres"
 )
 
@@ -44,19 +45,10 @@ func main() {
 // ctx ends. ready, if not nil, learns the server's URL once it is
 // listening and its start-up message is written to out.
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer, ready func(string)) error {
-	env := func(key, def string) string {
-		if v := getenv(key); v != "" {
-			return v
-		}
-		return def
-	}
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(out)
-	addr := fs.String("addr", env("ADDR", "127.0.0.1:8080"), "`address` to listen on (env ADDR)")
-	proxies := fs.String("trusted-proxies", getenv("TRUSTED_PROXIES"),
-		"comma-separated `CIDRs` or addresses of reverse proxies whose forwarding header is believed (env TRUSTED_PROXIES)")
-	header := fs.String("forwarded-header", env("FORWARDED_HEADER", auditmeta.HeaderXForwardedFor),
-		"the `header` the trusted proxies set: X-Forwarded-For or Forwarded (env FORWARDED_HEADER)")
+	var flags httpserver.Flags
+	flags.Define(fs, getenv)
 	schema := fs.String("schema", "", "PostgreSQL `schema` of the audit_logs table, with DATABASE_URL (default: the search_path's first)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -67,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	trusted, err := auditmeta.ParseTrustedProxies(*proxies)
+	meta, err := flags.Metadata()
 	if err != nil {
 		return err
 	}
@@ -90,13 +82,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 
 	srv, err := server.New(server.Config{
 		Repository: repo,
-		Tokens:     server.DemoTokens(),
-		Metadata:   auditmeta.Config{TrustedProxies: trusted, ForwardedHeader: *header},
+		Tokens:     httpserver.DemoTokens(),
+		Metadata:   meta,
 	})
 	if err != nil {
 		return err
 	}
-	return server.Run(ctx, *addr, srv, func(baseURL string) {
+	return server.Run(ctx, flags.Addr, srv, func(baseURL string) {
 		fmt.Fprintf(out, "projects-api (Connect, gRPC, gRPC-Web) listening on %s (audit trail %s; Ctrl-C stops)\n\n", baseURL, where)
 		server.PrintDemoUsage(out, baseURL)
 		if ready != nil {
