@@ -3,8 +3,12 @@ package auditconnect_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -143,23 +147,46 @@ type env struct {
 	errors *errorLog
 }
 
+// envConfig configures an env.
+type envConfig struct {
+	table        auditconnect.Procedures    // nil: testTable()
+	opts         []auditconnect.AuditOption // after WithErrorHandler
+	repo         audit.Repository           // under the faultyRepository; nil: a memory repository
+	outer, inner []connect.HandlerOption    // before and after the interceptors
+}
+
 // newEnv starts the stub with table, or the test table when nil, and
 // opts.
 func newEnv(t *testing.T, table auditconnect.Procedures, opts ...auditconnect.AuditOption) *env {
 	t.Helper()
-	e := &env{stub: &stub{}, repo: &faultyRepository{MemoryRepository: audit.NewMemoryRepository()}, errors: &errorLog{}}
-	if table == nil {
-		table = testTable()
+	return newEnvConfig(t, envConfig{table: table, opts: opts})
+}
+
+// newEnvConfig starts the stub as cfg says.
+func newEnvConfig(t *testing.T, cfg envConfig) *env {
+	t.Helper()
+	if cfg.repo == nil {
+		cfg.repo = audit.NewMemoryRepository()
 	}
+	if cfg.table == nil {
+		cfg.table = testTable()
+	}
+	e := &env{stub: &stub{}, repo: &faultyRepository{Repository: cfg.repo}, errors: &errorLog{}}
 	logger := audit.NewLogger(e.repo, audit.WithSource("test"))
-	opts = append([]auditconnect.AuditOption{auditconnect.WithErrorHandler(e.errors.handle)}, opts...)
-	mux := http.NewServeMux()
-	mux.Handle(projectsv1connect.NewProjectServiceHandler(e.stub, connect.WithInterceptors(
+	opts := append([]auditconnect.AuditOption{auditconnect.WithErrorHandler(e.errors.handle)}, cfg.opts...)
+	handlerOpts := append(slices.Clone(cfg.outer), connect.WithInterceptors(
 		auditconnect.NewMetadataInterceptor(auditmeta.Config{}),
 		auditconnect.NewIdentityInterceptor(authenticate),
-		auditconnect.NewAuditInterceptor(logger, table, opts...),
-	)))
-	ts := httptest.NewServer(mux)
+		auditconnect.NewAuditInterceptor(logger, cfg.table, opts...),
+	))
+	handlerOpts = append(handlerOpts, cfg.inner...)
+	mux := http.NewServeMux()
+	mux.Handle(projectsv1connect.NewProjectServiceHandler(e.stub, handlerOpts...))
+	ts := httptest.NewUnstartedServer(mux)
+	// A handler that panics is reported by net/http; the tests that make
+	// one check what matters to them.
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+	ts.Start()
 	t.Cleanup(ts.Close)
 	e.url = ts.URL
 	e.client = projectsv1connect.NewProjectServiceClient(ts.Client(), ts.URL)
@@ -200,10 +227,10 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// faultyRepository is a memory repository whose Create returns err when it
-// is set.
+// faultyRepository is a repository whose Create returns err when it is
+// set.
 type faultyRepository struct {
-	*audit.MemoryRepository
+	audit.Repository
 	mu  sync.Mutex
 	err error
 }
@@ -221,7 +248,7 @@ func (r *faultyRepository) Create(ctx context.Context, l *audit.Log) error {
 	if err != nil {
 		return err
 	}
-	return r.MemoryRepository.Create(ctx, l)
+	return r.Repository.Create(ctx, l)
 }
 
 // errorLog collects what the audit interceptor's error handler is handed:
@@ -384,6 +411,9 @@ func TestCodes(t *testing.T) {
 		{connect.NewError(connect.CodeAlreadyExists, errors.New("dup")), "already_exists", audit.OutcomeFailure, connect.CodeAlreadyExists},
 		{connect.NewError(connect.CodeInvalidArgument, errors.New("bad")), "invalid_argument", audit.OutcomeFailure, connect.CodeInvalidArgument},
 		{errors.New("not a connect error"), "unknown", audit.OutcomeFailure, connect.CodeUnknown},
+		// connect-go sends Go's context errors with codes of their own.
+		{context.Canceled, "canceled", audit.OutcomeFailure, connect.CodeCanceled},
+		{fmt.Errorf("storing: %w", context.DeadlineExceeded), "deadline_exceeded", audit.OutcomeFailure, connect.CodeDeadlineExceeded},
 	} {
 		t.Run(tt.code, func(t *testing.T) {
 			t.Parallel()
