@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -143,4 +144,50 @@ func TestHostileRequestFields(t *testing.T) {
 		&projectsv1.CreateProjectRequest{Name: hostile})
 	checkCode(t, err, connect.CodeInvalidArgument)
 	checkLog(t, e.newest(t), wantLog{action: "app.project.created", outcome: audit.OutcomeFailure, code: "invalid_argument"})
+}
+
+// unknownRepository is a memory repository whose Create, while unknown
+// is set, stores the log and then returns an error wrapping
+// audit.ErrMaybeStored, as a repository does when the connection is lost
+// after the log was sent; each such Create clears unknown, so the retry
+// finds the log stored.
+type unknownRepository struct {
+	*audit.MemoryRepository
+	unknown atomic.Bool
+}
+
+func (r *unknownRepository) Create(ctx context.Context, l *audit.Log) error {
+	if err := r.MemoryRepository.Create(ctx, l); err != nil || !r.unknown.CompareAndSwap(true, false) {
+		return err
+	}
+	return fmt.Errorf("connection lost after the insert: %w", audit.ErrMaybeStored)
+}
+
+// TestMaybeStored checks that a log whose store had an unknown outcome,
+// but was stored, counts as stored: a create under FailCall succeeds, and
+// the handler's own log of a deletion marks the call, so the trail holds
+// one log of each, and nothing is reported.
+func TestMaybeStored(t *testing.T) {
+	t.Parallel()
+	repo := &unknownRepository{MemoryRepository: audit.NewMemoryRepository()}
+	e := newEnv(t, func(c *server.Config) { c.Repository = repo })
+	c := e.connectClient(t)
+
+	repo.unknown.Store(true)
+	res, _, err := call[projectsv1.CreateProjectRequest, projectsv1.CreateProjectResponse](t, c, procCreate, alice, &projectsv1.CreateProjectRequest{Name: "apollo"})
+	if err != nil {
+		t.Fatalf("got %v, want the create to succeed: its log was stored", err)
+	}
+	repo.unknown.Store(true)
+	mustCall[projectsv1.DeleteProjectRequest, projectsv1.DeleteProjectResponse](t, c, procDelete, alice, &projectsv1.DeleteProjectRequest{Id: res.GetProject().GetId()})
+
+	logs := e.logs(t)
+	if len(logs) != 2 {
+		t.Fatalf("got %d logs, want one per call: %v", len(logs), logs)
+	}
+	checkLog(t, logs[0], wantLog{action: server.ActionProjectDeleted, outcome: audit.OutcomeSuccess, targetID: res.GetProject().GetId(), targetName: "apollo"})
+	checkLog(t, logs[1], wantLog{action: server.ActionProjectCreated, outcome: audit.OutcomeSuccess, targetName: "apollo"})
+	if log := e.errLog.String(); log != "" {
+		t.Errorf("got error log %q, want nothing reported", log)
+	}
 }

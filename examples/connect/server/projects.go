@@ -182,10 +182,12 @@ func (s *Server) UpdateProject(ctx context.Context, req *connect.Request[project
 // DeleteProject implements projectsv1connect.ProjectServiceHandler.
 //
 // It writes the audit log of a deletion itself, since only the store knows
-// the name of the project deleted, and marks the call with
-// auditconnect.MarkLogged so that the audit interceptor writes no second
-// one. Denials and failures return before that, and the interceptor
-// records them.
+// the name of the project deleted, with auditconnect.Record, which
+// retries a store whose outcome is unknown; and once that log is stored
+// it marks the call with auditconnect.MarkLogged, so that the audit
+// interceptor writes no second one. Denials and failures return before
+// that, and the interceptor records them, as it records a deletion whose
+// log could not be stored here.
 func (s *Server) DeleteProject(ctx context.Context, req *connect.Request[projectsv1.DeleteProjectRequest]) (*connect.Response[projectsv1.DeleteProjectResponse], error) {
 	c, err := callerOf(ctx)
 	if err != nil {
@@ -198,12 +200,16 @@ func (s *Server) DeleteProject(ctx context.Context, req *connect.Request[project
 	if err != nil {
 		return nil, storeError(err)
 	}
-	lctx := audit.SetMetadata(ctx, map[string]string{
-		audit.MetadataOutcome:          audit.OutcomeSuccess,
-		auditconnect.MetadataProcedure: req.Spec().Procedure,
-		auditconnect.MetadataCode:      auditconnect.CodeOK,
-	})
-	if err := s.logger.Log(lctx, ActionProjectDeleted, projectTarget(p.id, p.name)); err == nil {
+	l := audit.Log{
+		Action: ActionProjectDeleted,
+		Target: projectTarget(p.id, p.name),
+		Metadata: map[string]string{
+			audit.MetadataOutcome:          audit.OutcomeSuccess,
+			auditconnect.MetadataProcedure: req.Spec().Procedure,
+			auditconnect.MetadataCode:      auditconnect.CodeOK,
+		},
+	}
+	if err := auditconnect.Record(ctx, s.logger, &l); err == nil {
 		auditconnect.MarkLogged(ctx)
 	} // else the interceptor records the call, and handles the error as it does its own
 	return connect.NewResponse(&projectsv1.DeleteProjectResponse{}), nil
