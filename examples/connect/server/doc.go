@@ -36,10 +36,14 @@
 // # When an audit log cannot be stored
 //
 // The interceptor writes a call's log after the handler has returned, so
-// a change has been made by then. Config.StoreFailure chooses whether the
-// call then fails with CodeUnavailable (the default) or keeps its result;
-// either way the log is written whole to Config.ErrorLog, so that the
-// event is not lost. A service that must never make a change it could not
-// audit writes the change and its log in one database transaction in the
-// handler, and calls auditconnect.MarkLogged.
+// a change has been made by then; an export's log is written before its
+// first project is sent. Config.StoreFailure chooses whether the call
+// then fails with CodeUnavailable (the default) or keeps its result —
+// under the default, a listing of the trail and an export return nothing
+// unaudited — and either way the log is written whole to Config.ErrorLog,
+// so that the event is not lost. A store whose outcome is unknown is
+// retried with the same log first (auditconnect.Record). A service that
+// must never make a change it could not audit writes the change and its
+// log in one database transaction in the handler, and calls
+// auditconnect.MarkLogged.
 package server

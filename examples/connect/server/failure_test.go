@@ -36,8 +36,8 @@ func (r *failingRepository) Create(ctx context.Context, l *audit.Log) error {
 // TestStoreFailure checks what a call whose audit log cannot be stored
 // becomes, under each StoreFailure: never silent, since the error log
 // gets the whole log; a change already made under FailCall, reported as
-// Unavailable; a denial that keeps its own code; a listing of the trail
-// that returns nothing.
+// Unavailable; a denial that keeps its own code; an export and a listing
+// of the trail that return nothing.
 func TestStoreFailure(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -78,6 +78,18 @@ func TestStoreFailure(t *testing.T) {
 				t.Errorf("got error log %q, want the log that was not stored and why", log)
 			}
 
+			// An export lets nothing out unaudited under FailCall: its log
+			// is written before the first project is sent.
+			exported, err := export(t, c, bob)
+			if tt.wantListErr {
+				checkCode(t, err, connect.CodeUnavailable)
+				if len(exported) != 0 {
+					t.Errorf("got %d projects exported, want none: their log was not stored", len(exported))
+				}
+			} else if err != nil || len(exported) != 1 {
+				t.Errorf("got %d projects, %v; want the 1 exported", len(exported), err)
+			}
+
 			// A denial keeps its code: nothing changed.
 			_, _, err = call[projectsv1.DeleteProjectRequest, projectsv1.DeleteProjectResponse](t, c, procDelete, bob,
 				&projectsv1.DeleteProjectRequest{Id: list.GetProjects()[0].GetId()})
@@ -93,8 +105,8 @@ func TestStoreFailure(t *testing.T) {
 			} else if err != nil {
 				t.Errorf("got %v, want the listing", err)
 			}
-			if got := strings.Count(e.errLog.String(), "audit log not stored"); got != 3 {
-				t.Errorf("got %d logs reported not stored, want 3", got)
+			if got := strings.Count(e.errLog.String(), "audit log not stored"); got != 4 {
+				t.Errorf("got %d logs reported not stored, want 4", got)
 			}
 			if n := len(e.logs(t)); n != 0 {
 				t.Errorf("got %d logs stored, want none", n)

@@ -38,7 +38,8 @@ const (
 // ListProjects are reads (NO_SIDE_EFFECTS in the proto) and are not
 // listed, so they are not audited; ExportProjects and ListAuditLogs are
 // reads too, listed because bulk exports and reads of the audit trail are
-// events an audit trail must show.
+// events an audit trail must show. ExportProjects is LogBeforeSend: its
+// log says the export began, and has no messages_sent.
 func Procedures() auditconnect.Procedures {
 	return auditconnect.Procedures{
 		projectsv1connect.ProjectServiceCreateProjectProcedure: auditconnect.Rule(ActionProjectCreated,
@@ -55,15 +56,25 @@ func Procedures() auditconnect.Procedures {
 			func(req *projectsv1.DeleteProjectRequest, _ *projectsv1.DeleteProjectResponse) audit.Target {
 				return projectTarget(req.GetId(), "")
 			}),
-		projectsv1connect.ProjectServiceExportProjectsProcedure: auditconnect.Rule(ActionProjectExported,
-			func(*projectsv1.ExportProjectsRequest, *projectsv1.ExportProjectsResponse) audit.Target {
-				return audit.Target{Type: "project"}
-			}),
+		// An export is a read whose data must not leave unaudited: its log
+		// is written before the first project is sent.
+		projectsv1connect.ProjectServiceExportProjectsProcedure: exportRule(),
 		projectsv1connect.ProjectServiceListAuditLogsProcedure: auditconnect.Rule(ActionAuditLogListed,
 			func(*projectsv1.ListAuditLogsRequest, *projectsv1.ListAuditLogsResponse) audit.Target {
 				return audit.Target{Type: "audit_log"}
 			}),
 	}
+}
+
+// exportRule is the audit rule of ExportProjects: LogBeforeSend, so that
+// under FailCall no project leaves unless the export's log is stored.
+func exportRule() auditconnect.Procedure {
+	p := auditconnect.Rule(ActionProjectExported,
+		func(*projectsv1.ExportProjectsRequest, *projectsv1.ExportProjectsResponse) audit.Target {
+			return audit.Target{Type: "project"}
+		})
+	p.LogBeforeSend = true
+	return p
 }
 
 // Config configures a Server.
