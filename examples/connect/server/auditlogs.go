@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"net/url"
+	"strconv"
 	"time"
 
 	"connectrpc.com/connect"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/raystack/salt/audit"
 	"github.com/raystack/salt/audit/auditmeta"
+	"github.com/raystack/salt/examples/connect/auditconnect"
 	projectsv1 "github.com/raystack/salt/examples/connect/gen/projects/v1"
 )
 
@@ -120,17 +122,62 @@ func timeField(name string, ts *timestamppb.Timestamp) (time.Time, error) {
 }
 
 // requestField names the field of ListAuditLogsRequest that a field of
-// audit.Filter, as a ValidationError names it, comes from.
+// audit.Filter, as a ValidationError names it, comes from. Most cannot
+// reach Filter.Validate unchecked; since after until does.
 func requestField(field string) string {
-	switch {
-	case field == "limit":
+	switch field {
+	case "limit":
 		return "page_size"
-	case field == "cursor":
+	case "cursor":
 		return "page_token"
-	case strings.HasPrefix(field, "metadata"):
-		return "outcome or request_id"
+	case "metadata[" + strconv.Quote(audit.MetadataOutcome) + "]":
+		return "outcome"
+	case "metadata[" + strconv.Quote(audit.MetadataRequestID) + "]":
+		return "request_id"
 	}
 	return field
+}
+
+// Metadata keys of the log of a ListAuditLogs call, besides the
+// interceptor's.
+const (
+	// MetadataFilter is what the call asked for: the request's fields
+	// that were set, as a URL query sorted by name ("outcome=denied&
+	// page_size=10"), with times in RFC 3339; cleaned and cut to
+	// audit.MaxMetadataValueLen bytes. A request naming another org shows
+	// it here, in the log of its denial.
+	MetadataFilter = "filter"
+	// MetadataCount is the number of logs a listing returned, in decimal.
+	MetadataCount = "count"
+)
+
+// filterText returns the MetadataFilter of req.
+func filterText(req *projectsv1.ListAuditLogsRequest) string {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("org_id", req.GetOrgId())
+	set("action", req.GetAction())
+	set("source", req.GetSource())
+	set("actor_id", req.GetActorId())
+	set("actor_type", req.GetActorType())
+	set("target_id", req.GetTargetId())
+	set("target_type", req.GetTargetType())
+	set("outcome", req.GetOutcome())
+	set("request_id", req.GetRequestId())
+	for k, ts := range map[string]*timestamppb.Timestamp{"since": req.GetSince(), "until": req.GetUntil()} {
+		if ts != nil {
+			set(k, ts.AsTime().Format(time.RFC3339Nano))
+		}
+	}
+	if n := req.GetPageSize(); n != 0 {
+		set("page_size", strconv.Itoa(int(n)))
+	}
+	set("page_token", req.GetPageToken())
+	return q.Encode()
 }
 
 // ListAuditLogs implements projectsv1connect.ProjectServiceHandler: the
@@ -140,6 +187,9 @@ func (s *Server) ListAuditLogs(ctx context.Context, req *connect.Request[project
 	if err != nil {
 		return nil, err
 	}
+	// What was asked goes into the call's log, denials and bad filters
+	// included.
+	auditconnect.AddMetadata(ctx, map[string]string{MetadataFilter: filterText(req.Msg)})
 	if err := c.requireAdmin(); err != nil {
 		return nil, err
 	}
@@ -166,6 +216,7 @@ func (s *Server) ListAuditLogs(ctx context.Context, req *connect.Request[project
 	if len(logs) == f.PageSize() {
 		res.NextPageToken = audit.NextCursor(logs)
 	}
+	auditconnect.AddMetadata(ctx, map[string]string{MetadataCount: strconv.Itoa(len(logs))})
 	return connect.NewResponse(res), nil
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/raystack/salt/audit"
 	projectsv1 "github.com/raystack/salt/examples/connect/gen/projects/v1"
+	"github.com/raystack/salt/examples/connect/server"
 )
 
 // listLogs calls ListAuditLogs as token with req.
@@ -61,13 +62,46 @@ func TestListAuditLogsTenantIsolation(t *testing.T) {
 			checkLog(t, e.newest(t), wantLog{
 				action: "app.audit_log.listed", org: "globex", actorID: "user-carol",
 				outcome: audit.OutcomeDenied, code: "permission_denied", targetType: "audit_log",
+				metadata: map[string]string{server.MetadataFilter: "org_id=acme"},
 			})
+			if _, ok := e.newest(t).Metadata[server.MetadataCount]; ok {
+				t.Errorf("got a count in the log of a denied listing: %v", e.newest(t))
+			}
 			// Members may not read the trail.
 			_, err = listLogs(t, c, bob, &projectsv1.ListAuditLogsRequest{})
 			checkCode(t, err, connect.CodePermissionDenied)
 			_, err = listLogs(t, c, "", &projectsv1.ListAuditLogsRequest{})
 			checkCode(t, err, connect.CodeUnauthenticated)
 		})
+	}
+}
+
+// TestListAuditLogsRecorded checks that the log of a listing says what
+// was asked and how many logs it returned, as the net/http example's
+// query and count do.
+func TestListAuditLogsRecorded(t *testing.T) {
+	e := newEnv(t)
+	c := e.connectClient(t)
+	for _, name := range []string{"a", "b", "c"} {
+		mustCall[projectsv1.CreateProjectRequest, projectsv1.CreateProjectResponse](t, c, procCreate, alice, &projectsv1.CreateProjectRequest{Name: name})
+	}
+	since := time.Date(2026, 1, 2, 3, 4, 5, 600000000, time.UTC)
+	res, err := listLogs(t, c, alice, &projectsv1.ListAuditLogsRequest{Action: "app.project.created", Outcome: "success", Since: timestamppb.New(since), PageSize: 2})
+	if err != nil || len(res.GetAuditLogs()) != 2 {
+		t.Fatalf("got %v, %v; want a page of 2", res, err)
+	}
+	checkLog(t, e.newest(t), wantLog{
+		action: "app.audit_log.listed", org: "acme", actorID: "user-alice", outcome: audit.OutcomeSuccess, targetType: "audit_log",
+		metadata: map[string]string{
+			server.MetadataFilter: "action=app.project.created&outcome=success&page_size=2&since=2026-01-02T03%3A04%3A05.6Z",
+			server.MetadataCount:  "2",
+		},
+	})
+	if _, err := listLogs(t, c, alice, &projectsv1.ListAuditLogsRequest{ActorId: strings.Repeat("\x00", 9000)}); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("got %v, want InvalidArgument", err)
+	}
+	if l := e.newest(t); len(l.Metadata[server.MetadataFilter]) > audit.MaxMetadataValueLen {
+		t.Errorf("got a filter of %d bytes, want it cut to %d", len(l.Metadata[server.MetadataFilter]), audit.MaxMetadataValueLen)
 	}
 }
 
