@@ -64,6 +64,13 @@ type testEnv struct {
 // tokens; each with may change the Config first.
 func newEnv(t *testing.T, with ...func(*server.Config)) *testEnv {
 	t.Helper()
+	return newEnvHTTP(t, nil, with...)
+}
+
+// newEnvHTTP is newEnv with httpWith, when not nil, changing the
+// http.Server of NewHTTPServer before it serves.
+func newEnvHTTP(t *testing.T, httpWith func(*http.Server), with ...func(*server.Config)) *testEnv {
+	t.Helper()
 	e := &testEnv{errLog: &syncBuffer{}}
 	cfg := server.Config{
 		Repository: audit.NewMemoryRepository(),
@@ -84,6 +91,9 @@ func newEnv(t *testing.T, with ...func(*server.Config)) *testEnv {
 		t.Fatal(err)
 	}
 	hs := server.NewHTTPServer(srv.Handler(), cfg.ErrorLog)
+	if httpWith != nil {
+		httpWith(hs)
+	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	t.Cleanup(func() {

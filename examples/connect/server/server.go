@@ -171,10 +171,13 @@ func New(cfg Config) (*Server, error) {
 }
 
 // newHandler returns the HTTP handler of the service with interceptors,
-// first outermost, and GET /healthz.
+// first outermost, reading messages of at most MaxMessageBytes, and
+// GET /healthz.
 func (s *Server) newHandler(interceptors ...connect.Interceptor) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(projectsv1connect.NewProjectServiceHandler(s, connect.WithInterceptors(interceptors...)))
+	mux.Handle(projectsv1connect.NewProjectServiceHandler(s,
+		connect.WithInterceptors(interceptors...),
+		connect.WithReadMaxBytes(MaxMessageBytes)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -204,18 +207,42 @@ func (s *Server) Close(ctx context.Context) error {
 	return nil
 }
 
+// Time bounds of NewHTTPServer.
+const (
+	// ReadHeaderTimeout bounds the time a request's headers take to
+	// arrive.
+	ReadHeaderTimeout = 5 * time.Second
+	// ReadTimeout bounds the time a whole request, headers and body, takes
+	// to arrive, so that a client cannot hold a call open by sending its
+	// body slowly. It does not bound the response: net/http lifts the read
+	// deadline of an HTTP/1.1 connection once the body is read, and HTTP/2
+	// applies it to the request body alone, so a server stream may last
+	// longer. A client-streaming procedure, which this service has none
+	// of, would have to finish sending within it. There is no
+	// WriteTimeout, which would cut server streams.
+	ReadTimeout = 30 * time.Second
+	// IdleTimeout bounds how long a connection waits for its next request.
+	IdleTimeout = 2 * time.Minute
+)
+
 // NewHTTPServer returns an http.Server for h that speaks HTTP/1.1 and
 // unencrypted HTTP/2 (h2c, with prior knowledge), as gRPC clients
-// without TLS need, with timeouts and a bound on header size.
+// without TLS need, with ReadHeaderTimeout, ReadTimeout, IdleTimeout and
+// MaxHeaderBytes. Its errors go to errorLog, at level Warn; nil means
+// slog.Default().
 func NewHTTPServer(h http.Handler, errorLog *slog.Logger) *http.Server {
+	if errorLog == nil {
+		errorLog = slog.Default()
+	}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	return &http.Server{
 		Handler:           h,
 		Protocols:         &protocols,
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(errorLog.Handler(), slog.LevelWarn),
 	}
@@ -224,6 +251,14 @@ func NewHTTPServer(h http.Handler, errorLog *slog.Logger) *http.Server {
 // MaxHeaderBytes bounds the headers of a request: a larger request is
 // refused before it reaches the service (HTTP/1.1 answers 431).
 const MaxHeaderBytes = 64 << 10
+
+// MaxMessageBytes bounds a request message as the handler reads it, after
+// decompression: a larger one is refused with connect.CodeResourceExhausted
+// as soon as the bound is passed, before it is decoded, so that a client
+// cannot make the server hold a message of any size. The largest valid
+// request of this service, a ListAuditLogs with every filter at its
+// bound, is a few kilobytes.
+const MaxMessageBytes = 1 << 20
 
 // Run serves s on addr, a "host:port" to listen on, until ctx ends; then
 // it stops taking calls, waits up to httpserver.ShutdownTimeout for those
