@@ -59,6 +59,13 @@ func TestForwardedFor(t *testing.T) {
 // replaced in the log, which stays valid, and that headers beyond what
 // the server reads are refused before any handler runs: nothing is
 // recorded, and the server goes on serving.
+//
+// Only the HTTP/1.1 client sends those headers to the server, which
+// answers 431. The HTTP/2 clients, connect-go's over h2c and grpc-go,
+// refuse to send them at all, since the server advertises its bound in
+// SETTINGS_MAX_HEADER_LIST_SIZE: for them the case checks that the bound
+// is advertised and kept, not how the server treats a client that
+// ignores it.
 func TestOversizedHeaders(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"connect/http1", "connect/h2c", "grpc-go"} {
