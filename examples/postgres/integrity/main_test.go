@@ -1,0 +1,183 @@
+package integrity
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/examples/postgres"
+)
+
+// The tests run against the PostgreSQL server of DATABASE_URL, each in a
+// schema of its own. Without DATABASE_URL they fail: run them through
+// scripts/with-postgres.sh, which starts a throwaway server.
+
+var (
+	poolOnce sync.Once
+	testPool *pgxpool.Pool
+	poolErr  error
+	schemaN  atomic.Int64
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		os.Exit(runHelper())
+	}
+	code := m.Run()
+	if testPool != nil {
+		testPool.Close()
+	}
+	os.Exit(code)
+}
+
+// mustPool returns the pool shared by the tests, connected to DATABASE_URL.
+func mustPool(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		tb.Fatal("DATABASE_URL is not set: these tests need a PostgreSQL server; " +
+			"run them through scripts/with-postgres.sh, e.g. `../../../scripts/with-postgres.sh go test ./...`")
+	}
+	poolOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			poolErr = err
+			return
+		}
+		cfg.MaxConns = 16
+		testPool, poolErr = pgxpool.NewWithConfig(ctx, cfg)
+		if poolErr == nil {
+			poolErr = testPool.Ping(ctx)
+		}
+	})
+	if poolErr != nil {
+		tb.Fatalf("connecting to DATABASE_URL: %v", poolErr)
+	}
+	return testPool
+}
+
+// newSchema returns a new migrated schema, dropped at the end of the test.
+func newSchema(tb testing.TB) string {
+	tb.Helper()
+	p := mustPool(tb)
+	schema := fmt.Sprintf("audit_seal_%d_%d", os.Getpid(), schemaN.Add(1))
+	ctx := context.Background()
+	if err := postgres.Migrate(ctx, p, schema); err != nil {
+		tb.Fatalf("Migrate(%q): %v", schema, err)
+	}
+	tb.Cleanup(func() {
+		if _, err := p.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			tb.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+// newRepo returns a Repository on schema, closed at the end of the test.
+func newRepo(tb testing.TB, schema string) *postgres.Repository {
+	tb.Helper()
+	r := postgres.NewRepository(mustPool(tb), postgres.WithSchema(schema))
+	tb.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+const testOrigin = "example.com/audit/test"
+
+// newKey returns a signer and the verifiers of a key made from seed, named
+// name.
+func newKey(tb testing.TB, name string, seed uint64) (note.Signer, note.Verifiers, string) {
+	tb.Helper()
+	skey, vkey, err := note.GenerateKey(seededReader{rand.NewChaCha8(sha256.Sum256(fmt.Appendf(nil, "%d", seed)))}, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v, err := Verifiers(vkey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, v, vkey
+}
+
+type seededReader struct{ r *rand.ChaCha8 }
+
+func (s seededReader) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+// newSealer returns a Sealer of schema signing with s.
+func newSealer(tb testing.TB, schema string, s note.Signer, opts ...SealerOption) *Sealer {
+	tb.Helper()
+	sl, err := NewSealer(mustPool(tb), testOrigin, []note.Signer{s}, append([]SealerOption{WithSchema(schema)}, opts...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sl
+}
+
+var testTime = time.Date(2025, 3, 14, 15, 9, 26, 535897000, time.UTC)
+
+// makeLogs returns n valid logs with IDs prefix-0000, prefix-0001, ...,
+// one second apart from start.
+func makeLogs(prefix string, n int, start time.Time) []*audit.Log {
+	out := make([]*audit.Log, n)
+	for i := range out {
+		outcome := audit.OutcomeSuccess
+		if i%7 == 3 {
+			outcome = audit.OutcomeDenied
+		}
+		out[i] = &audit.Log{
+			ID:     fmt.Sprintf("%s-%06d", prefix, i),
+			OrgID:  fmt.Sprintf("org-%d", i%5),
+			Source: "frontier", Action: "app.user.updated",
+			Actor:  audit.Actor{ID: fmt.Sprintf("u-%d", i%11), Type: audit.ActorTypeUser, Name: "Ada"},
+			Target: audit.Target{ID: fmt.Sprintf("t-%d", i), Type: "user", Name: "Grace — 日本"},
+			Metadata: map[string]string{
+				audit.MetadataRequestID: fmt.Sprintf("req-%d", i),
+				audit.MetadataOutcome:   outcome,
+			},
+			CreatedAt: start.Add(time.Duration(i) * time.Second),
+		}
+	}
+	return out
+}
+
+// sealAll seals until every committed log is sealed, and returns the last
+// checkpoint. Transactions of other tests on the same server can hold the
+// horizon back for a moment; it gives up after a minute.
+func sealAll(tb testing.TB, s *Sealer, schema string) Checkpoint {
+	tb.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cp, err := s.Seal(ctx)
+		if err != nil {
+			tb.Fatalf("Seal: %v", err)
+		}
+		var n int64
+		if err := mustPool(tb).QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{schema, "audit_logs"}.Sanitize()).Scan(&n); err != nil {
+			tb.Fatal(err)
+		}
+		if cp.Size >= n {
+			return cp
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("after a minute of sealing, %d of %d logs are sealed", cp.Size, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,421 @@
+package integrity
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/raystack/salt/audit"
+)
+
+// memTree is the tree of leaf hashes built in memory with tlog, to compare
+// with what the sealer stored.
+type memTree struct{ hashes []tlog.Hash }
+
+func (m *memTree) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		out[i] = m.hashes[x]
+	}
+	return out, nil
+}
+
+func (m *memTree) add(tb testing.TB, n int64, h tlog.Hash) {
+	tb.Helper()
+	hs, err := tlog.StoredHashesForRecordHash(n, h, m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m.hashes = append(m.hashes, hs...)
+}
+
+// sealedOrder returns the IDs of the logs of schema in the order the
+// sealer must seal them: (xact_id, id).
+func sealedOrder(tb testing.TB, schema string) []audit.Log {
+	tb.Helper()
+	rows, err := mustPool(tb).Query(context.Background(), "SELECT "+logColumns+" FROM "+newTables(schema).logs+" ORDER BY xact_id NULLS FIRST, id")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	var out []audit.Log
+	for rows.Next() {
+		s, err := scanLog(rows)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, s.log)
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// TestSealAndProve seals logs written through every path in several
+// seals, and checks each checkpoint against a tree built in memory from
+// the logs' leaf hashes, and inclusion and consistency proofs against the
+// checkpoints.
+func TestSealAndProve(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := newSchema(t)
+	repo := newRepo(t, schema)
+	signer, verifiers, _ := newKey(t, testOrigin, 1)
+	sl := newSealer(t, schema, signer, WithMaxLeaves(40))
+
+	empty, err := sl.Seal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if empty.Size != 0 || empty.Hash != tlog.Hash(sha256Empty()) {
+		t.Fatalf("empty tree: got size %d hash %v, want 0 and SHA-256 of nothing", empty.Size, empty.Hash)
+	}
+	if err := repo.CreateBatch(ctx, makeLogs("batch", 100, testTime)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, l := range makeLogs("one", 30, testTime) {
+		wg.Go(func() {
+			if err := repo.Create(ctx, l); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var cps []Checkpoint
+	for {
+		cp, err := sl.Seal(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cps = append(cps, cp)
+		if cp.Size == 130 {
+			break
+		}
+		if len(cps) > 1000 {
+			t.Fatalf("sealed %d of 130 logs after 1000 seals", cp.Size)
+		}
+	}
+	if cps[0].Size != 40 || cps[1].Size != 80 {
+		t.Errorf("sizes of the first seals: got %d, %d; want 40, 80 (WithMaxLeaves(40))", cps[0].Size, cps[1].Size)
+	}
+
+	logs := sealedOrder(t, schema)
+	var mem memTree
+	for i, l := range logs {
+		h, err := l.LeafHash()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem.add(t, int64(i), h)
+	}
+	tree := NewTree(mustPool(t), schema)
+	for _, cp := range append([]Checkpoint{empty}, cps...) {
+		opened, err := OpenCheckpoint(cp.Note, testOrigin, verifiers)
+		if err != nil {
+			t.Fatalf("checkpoint of size %d: %v", cp.Size, err)
+		}
+		want, err := tlog.TreeHash(cp.Size, &mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opened.Hash != want || opened.Size != cp.Size {
+			t.Errorf("checkpoint of size %d: root %v, want %v from the logs in (xact_id, id) order", cp.Size, opened.Hash, want)
+		}
+		stored, err := tlog.TreeHash(cp.Size, tree.HashReader(ctx))
+		if err != nil || stored != want {
+			t.Errorf("root of the stored hashes at size %d: got %v, %v; want %v", cp.Size, stored, err, want)
+		}
+	}
+	latest, err := tree.Latest(ctx)
+	if err != nil || latest.Size != 130 || !slices.Equal(latest.Note, cps[len(cps)-1].Note) {
+		t.Fatalf("Latest: got size %d, %v; want the last seal's checkpoint", latest.Size, err)
+	}
+	for _, i := range []int{0, 1, 39, 40, 64, 99, 100, 129} {
+		p, err := tree.InclusionProof(ctx, logs[i].ID, 0)
+		if err != nil {
+			t.Fatalf("InclusionProof(%s): %v", logs[i].ID, err)
+		}
+		if p.LeafIndex != int64(i) {
+			t.Errorf("%s: leaf %d, want %d", logs[i].ID, p.LeafIndex, i)
+		}
+		if _, err := p.Verify(testOrigin, verifiers); err != nil {
+			t.Errorf("%s: %v", logs[i].ID, err)
+		}
+		p.Log.Actor.ID = "someone else"
+		if _, err := p.Verify(testOrigin, verifiers); !errors.Is(err, ErrProof) {
+			t.Errorf("%s with another actor: got %v, want ErrProof", logs[i].ID, err)
+		}
+	}
+	if _, err := tree.InclusionProof(ctx, logs[100].ID, 80); !errors.Is(err, ErrNotSealed) {
+		t.Errorf("proof of leaf 100 in the tree of 80: got %v, want ErrNotSealed", err)
+	}
+	if _, err := tree.InclusionProof(ctx, "no-such-log", 0); !errors.Is(err, audit.ErrNotFound) {
+		t.Errorf("proof of an unknown log: got %v, want audit.ErrNotFound", err)
+	}
+	for _, pair := range [][2]int{{1, 130}, {40, 80}, {40, 130}, {80, 130}, {130, 130}} {
+		p, err := tree.ConsistencyProof(ctx, int64(pair[0]), int64(pair[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		older, _ := tlog.TreeHash(int64(pair[0]), &mem)
+		newer, _ := tlog.TreeHash(int64(pair[1]), &mem)
+		if err := VerifyConsistency(Checkpoint{Size: int64(pair[0]), Hash: older}, Checkpoint{Size: int64(pair[1]), Hash: newer}, p); err != nil {
+			t.Errorf("sizes %v: %v", pair, err)
+		}
+		if pair[0] > 0 && pair[0] < pair[1] {
+			older[0] ^= 1
+			if err := VerifyConsistency(Checkpoint{Size: int64(pair[0]), Hash: older}, Checkpoint{Size: int64(pair[1]), Hash: newer}, p); !errors.Is(err, ErrProof) {
+				t.Errorf("sizes %v, another old root: got %v, want ErrProof", pair, err)
+			}
+		}
+	}
+}
+
+func sha256Empty() tlog.Hash {
+	h, _ := tlog.TreeHash(0, nil)
+	return h
+}
+
+// TestSealLateCommit holds a transaction that wrote a log open across
+// seals, while newer transactions commit: its log is sealed once it
+// commits, in a later seal, and none is skipped or sealed twice.
+func TestSealLateCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := newSchema(t)
+	repo := newRepo(t, schema)
+	signer, _, _ := newKey(t, testOrigin, 1)
+	sl := newSealer(t, schema, signer)
+	logs := makeLogs("late", 3, testTime)
+
+	if err := repo.Create(ctx, logs[0]); err != nil {
+		t.Fatal(err)
+	}
+	first := sealAll(t, sl, schema)
+	if first.Size != 1 {
+		t.Fatalf("first seal: size %d, want 1", first.Size)
+	}
+	tx, err := mustPool(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "INSERT INTO "+newTables(schema).logs+" (id, source, action, actor_type, created_at) VALUES ($1, 'frontier', 'app.late', 'user', $2)",
+		logs[1].ID, logs[1].CreatedAt); err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Create(ctx, logs[2]); err != nil { // a newer transaction, committed first
+		t.Fatal(err)
+	}
+	for range 3 {
+		cp, err := sl.Seal(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp.Size != 1 {
+			t.Fatalf("a seal while an older transaction is open: size %d, want 1: nothing after the open transaction may be sealed", cp.Size)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	last := sealAll(t, sl, schema)
+	if last.Size != 3 {
+		t.Fatalf("after the commit: size %d, want 3", last.Size)
+	}
+	tree := NewTree(mustPool(t), schema)
+	for _, l := range logs {
+		if _, _, err := tree.LeafIndex(ctx, l.ID); err != nil {
+			t.Errorf("%s: %v", l.ID, err)
+		}
+	}
+	checkDense(t, schema)
+}
+
+// checkDense checks that the seals of schema hold every leaf once, in
+// order, and that their leaf records name every log once.
+func checkDense(tb testing.TB, schema string) {
+	tb.Helper()
+	ctx := context.Background()
+	rows, err := mustPool(tb).Query(ctx, "SELECT "+sealColumns+" FROM "+newTables(schema).seals+" ORDER BY seq")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	seals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (seal, error) { return scanSeal(r) })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var size int64
+	seen := map[string]int64{}
+	for i, s := range seals {
+		if s.seq != int64(i+1) || s.treeSize != size+int64(s.count) {
+			tb.Fatalf("seal %d: seq %d, size %d after %d with %d leaves: not dense", i, s.seq, s.treeSize, size, s.count)
+		}
+		recs, err := parseLeaves(s.leaves, s.count)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for j, r := range recs {
+			if prev, dup := seen[r.id]; dup {
+				tb.Fatalf("log %s is leaf %d and leaf %d", r.id, prev, size+int64(j))
+			}
+			seen[r.id] = size + int64(j)
+		}
+		if want := (tlog.StoredHashIndex(0, s.treeSize) - tlog.StoredHashIndex(0, size)) * tlog.HashSize; int64(len(s.hashes)) != want {
+			tb.Fatalf("seal %d: %d bytes of hashes, want %d", s.seq, len(s.hashes), want)
+		}
+		size = s.treeSize
+	}
+	var n int64
+	if err := mustPool(tb).QueryRow(ctx, "SELECT count(*) FROM "+newTables(schema).logs).Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	if int64(len(seen)) != n || size != n {
+		tb.Fatalf("%d leaves name %d logs, %d logs stored", size, len(seen), n)
+	}
+}
+
+// TestSealersTakeTurns runs sealers of several "replicas" at once while
+// logs are written: each seal either runs alone or returns ErrBusy, and the
+// tree ends dense, each log sealed once.
+func TestSealersTakeTurns(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := newSchema(t)
+	repo := newRepo(t, schema)
+	signer, _, _ := newKey(t, testOrigin, 1)
+	var wg sync.WaitGroup
+	logs := makeLogs("turns", 400, testTime)
+	wg.Go(func() {
+		for i := 0; i < len(logs); i += 20 {
+			if err := repo.CreateBatch(ctx, logs[i:i+20]); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	var busy, sealed sync.Map
+	for r := range 4 {
+		sl := newSealer(t, schema, signer, WithMaxLeaves(25))
+		wg.Go(func() {
+			for range 40 {
+				_, err := sl.Seal(ctx)
+				switch {
+				case errors.Is(err, ErrBusy):
+					busy.Store(r, true)
+				case err != nil:
+					t.Errorf("replica %d: %v", r, err)
+					return
+				default:
+					sealed.Store(r, true)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	sealAll(t, newSealer(t, schema, signer), schema)
+	checkDense(t, schema)
+}
+
+// The helper process: the test binary run again with helperEnv set seals
+// one schema and stops, its transaction open, after writing its seal row;
+// it prints "ready" and waits to be killed.
+const helperEnv = "AUDIT_SEAL_HELPER"
+
+func runHelper() int {
+	schema := os.Getenv(helperEnv)
+	ctx := context.Background()
+	p, err := pgx.Connect(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		fmt.Println("connect:", err)
+		return 1
+	}
+	skey, _, _ := note.GenerateKey(nil, testOrigin)
+	signer, _ := note.NewSigner(skey)
+	sl, err := NewSealer(p, testOrigin, []note.Signer{signer}, WithSchema(schema))
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	sl.beforeCommit = func(context.Context) error {
+		fmt.Println("ready")
+		time.Sleep(time.Minute) // killed before this ends
+		return errors.New("not killed")
+	}
+	_, err = sl.Seal(ctx)
+	fmt.Println("seal:", err)
+	return 1
+}
+
+// TestSealerKilled kills a sealer process in the middle of a seal, its
+// seal row written but not committed: the next sealer takes over once the
+// server has ended the dead one's transaction, and the tree has no gap and
+// no duplicate.
+func TestSealerKilled(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := newSchema(t)
+	repo := newRepo(t, schema)
+	signer, _, _ := newKey(t, testOrigin, 1)
+	if err := repo.CreateBatch(ctx, makeLogs("killed", 50, testTime)); err != nil {
+		t.Fatal(err)
+	}
+	sealAll(t, newSealer(t, schema, signer, WithMaxLeaves(20)), schema)
+	if err := repo.CreateBatch(ctx, makeLogs("after", 50, testTime)); err != nil {
+		t.Fatal(err)
+	}
+
+	cmdCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cmdCtx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+schema)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "ready" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("helper said %q, %v; want ready", line, err)
+	}
+	// The helper's seal holds the lock: another sealer is turned away.
+	sl := newSealer(t, schema, signer, WithMaxLeaves(20))
+	if _, err := sl.Seal(ctx); !errors.Is(err, ErrBusy) {
+		t.Errorf("a seal while the helper holds the lock: got %v, want ErrBusy", err)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := sl.Seal(ctx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrBusy) || time.Now().After(deadline) {
+			t.Fatalf("seal after the kill: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sealAll(t, sl, schema)
+	checkDense(t, schema)
+}
