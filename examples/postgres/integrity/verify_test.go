@@ -294,7 +294,9 @@ func TestVerifyAlteredTree(t *testing.T) {
 	// signed root no longer follows.
 	tr.tamper(t, "UPDATE audit_seals SET hashes = overlay(hashes PLACING '\\x00000000'::bytea FROM 1) WHERE seq = 2")
 	rep := tr.verify(t, Options{})
-	if rep.OK() || !slices.ContainsFunc(rep.Findings, func(f Finding) bool { return f.Kind == TreeAltered && strings.Contains(f.Detail, "signed root of seal 2") }) {
+	if rep.OK() || !slices.ContainsFunc(rep.Findings, func(f Finding) bool {
+		return f.Kind == TreeAltered && strings.Contains(f.Detail, "signed root of seal 2")
+	}) {
 		t.Fatalf("findings %v, want tree-altered at seal 2", rep.Findings)
 	}
 }
