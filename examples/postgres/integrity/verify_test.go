@@ -3,6 +3,7 @@ package integrity
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -373,4 +374,22 @@ func TestVerifyRetentionMiscounted(t *testing.T) {
 		wants = append(wants, want{kind: Deleted, leaf: int64(i), id: tr.logs[i].ID, words: "the purge logs count 2 of the 3"})
 	}
 	checkFindings(t, tr.verify(t, Options{}), wants...)
+}
+
+// TestVerifyLarge seals 100,000 logs and verifies them untouched; with
+// AUDIT_PG_LARGE=1, a million.
+func TestVerifyLarge(t *testing.T) {
+	t.Parallel()
+	n := 100_000
+	if os.Getenv("AUDIT_PG_LARGE") != "" {
+		n = 1_000_000
+	}
+	tr := newTrail(t, n)
+	start := time.Now()
+	rep := tr.verify(t, Options{Kept: [][]byte{tr.kept.Note}})
+	t.Logf("verified %d logs in %v (%.0f logs/s)", rep.Logs, time.Since(start), float64(rep.Logs)/time.Since(start).Seconds())
+	checkFindings(t, rep)
+	if rep.Logs != int64(n) || rep.Leaves != int64(n) {
+		t.Fatalf("report: %+v; want %d logs, all sealed", rep, n)
+	}
 }
