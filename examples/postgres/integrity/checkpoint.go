@@ -152,9 +152,9 @@ func OpenCheckpoint(msg []byte, origin string, known note.Verifiers) (Checkpoint
 			}
 			return Checkpoint{}, fmt.Errorf("%w: signed by %s", ErrUnknownKey, strings.Join(keys, ", "))
 		case errors.As(err, &invalid):
-			return Checkpoint{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
+			return Checkpoint{}, fmt.Errorf("%w: %w", ErrBadSignature, err)
 		}
-		return Checkpoint{}, fmt.Errorf("%w note: %v", ErrMalformed, err)
+		return Checkpoint{}, fmt.Errorf("%w note: %w", ErrMalformed, err)
 	}
 	c, err := ParseCheckpointText(n.Text)
 	if err != nil {
@@ -175,7 +175,7 @@ func Verifiers(vkeys ...string) (note.Verifiers, error) {
 	for _, k := range vkeys {
 		v, err := note.NewVerifier(strings.TrimSpace(k))
 		if err != nil {
-			return nil, fmt.Errorf("%w verifier key %q: %v", ErrMalformed, k, err)
+			return nil, fmt.Errorf("%w verifier key %q: %w", ErrMalformed, k, err)
 		}
 		vs = append(vs, v)
 	}

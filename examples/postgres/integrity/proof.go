@@ -38,7 +38,7 @@ func ParseInclusionProof(b []byte) (InclusionProof, error) {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&p); err != nil {
-		return InclusionProof{}, fmt.Errorf("%w inclusion proof: %v", ErrMalformed, err)
+		return InclusionProof{}, fmt.Errorf("%w inclusion proof: %w", ErrMalformed, err)
 	}
 	if _, err := d.Token(); err != io.EOF {
 		return InclusionProof{}, fmt.Errorf("%w inclusion proof: data after the object", ErrMalformed)
@@ -71,7 +71,7 @@ func (p InclusionProof) Verify(origin string, known note.Verifiers) (Checkpoint,
 		return cp, err
 	}
 	if err := tlog.CheckRecord(p.Proof, cp.Size, cp.Hash, p.LeafIndex, h); err != nil {
-		return cp, fmt.Errorf("%w: log %q as leaf %d of the tree of %d: %v", ErrProof, p.Log.ID, p.LeafIndex, cp.Size, err)
+		return cp, fmt.Errorf("%w: log %q as leaf %d of the tree of %d: %w", ErrProof, p.Log.ID, p.LeafIndex, cp.Size, err)
 	}
 	return cp, nil
 }
@@ -84,7 +84,7 @@ func VerifyConsistency(older, newer Checkpoint, p tlog.TreeProof) error {
 		return fmt.Errorf("%w: a tree of %d cannot be a prefix of a tree of %d", ErrProof, older.Size, newer.Size)
 	}
 	if err := tlog.CheckTree(p, newer.Size, newer.Hash, older.Size, older.Hash); err != nil {
-		return fmt.Errorf("%w: the tree of %d is not a prefix of the tree of %d: %v", ErrProof, older.Size, newer.Size, err)
+		return fmt.Errorf("%w: the tree of %d is not a prefix of the tree of %d: %w", ErrProof, older.Size, newer.Size, err)
 	}
 	return nil
 }

@@ -80,7 +80,7 @@ func TestSealAndProve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if empty.Size != 0 || empty.Hash != tlog.Hash(sha256Empty()) {
+	if empty.Size != 0 || empty.Hash != sha256Empty() {
 		t.Fatalf("empty tree: got size %d hash %v, want 0 and SHA-256 of nothing", empty.Size, empty.Hash)
 	}
 	if err := repo.CreateBatch(ctx, makeLogs("batch", 100, testTime)); err != nil {

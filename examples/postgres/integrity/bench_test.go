@@ -1,0 +1,217 @@
+package integrity
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/examples/postgres"
+)
+
+// The sealer's benchmarks, in one run against one server: group commit
+// from 64 callers without a sealer, with one sealing every 100 ms, and
+// without the xact_id index, each into a fresh schema; how fast a sealer
+// seals logs already written; and the verifier. The ratios of the bars are
+// printed at the end.
+//
+//	../../../scripts/with-postgres.sh go test -run '^$' -bench . -benchmem
+
+const benchCallers = 64
+
+func benchPool(b *testing.B) *pgxpool.Pool {
+	b.Helper()
+	mustPool(b)
+	cfg, err := pgxpool.ParseConfig(os.Getenv("DATABASE_URL"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.MaxConns = benchCallers + 8
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Close)
+	return p
+}
+
+// benchLogs returns n logs as a service's Logger makes them.
+func benchLogs(n int) []*audit.Log {
+	logs := make([]*audit.Log, n)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	for i := range logs {
+		logs[i] = &audit.Log{
+			ID:     uuid.Must(uuid.NewV7()).String(),
+			OrgID:  "org-" + strconv.Itoa(i%20),
+			Source: "frontier", Action: "app.project.updated",
+			Actor:  audit.Actor{ID: "user-" + strconv.Itoa(i%500), Type: audit.ActorTypeUser, Name: "Ada Lovelace"},
+			Target: audit.Target{ID: "project-" + strconv.Itoa(i%2000), Type: "project", Name: "Analytical Engine"},
+			Metadata: map[string]string{
+				audit.MetadataRequestID: uuid.NewString(),
+				audit.MetadataIP:        "192.0.2." + strconv.Itoa(i%256),
+				audit.MetadataUserAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+				audit.MetadataOutcome:   audit.OutcomeSuccess,
+			},
+			CreatedAt: now.Add(time.Duration(i) * time.Microsecond),
+		}
+	}
+	return logs
+}
+
+var barMu sync.Mutex
+var bars = map[string]float64{}
+
+func record(b *testing.B, name string, v float64, unit string) {
+	b.Helper()
+	b.ReportMetric(v, unit)
+	barMu.Lock()
+	bars[name] = v
+	barMu.Unlock()
+}
+
+// BenchmarkGroupCommit writes b.N logs from 64 callers through group
+// commit, with and without a sealer at work.
+func BenchmarkGroupCommit(b *testing.B) {
+	for _, mode := range []string{"no-sealer", "sealer", "no-xact-index"} {
+		b.Run(mode, func(b *testing.B) {
+			ctx := context.Background()
+			pool := benchPool(b)
+			schema := newSchema(b)
+			if mode == "no-xact-index" {
+				if _, err := pool.Exec(ctx, "DROP INDEX "+schema+".audit_logs_xact_idx"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			repo := postgres.NewRepository(pool, postgres.WithSchema(schema))
+			defer repo.Close()
+			logs := benchLogs(b.N)
+			stop := func() int64 { return 0 }
+			if mode == "sealer" {
+				signer, _, _ := newKey(b, testOrigin, 1)
+				s, err := NewSealer(pool, testOrigin, []note.Signer{signer}, WithSchema(schema), WithInterval(100*time.Millisecond))
+				if err != nil {
+					b.Fatal(err)
+				}
+				sctx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() { _ = s.Run(sctx); close(done) }()
+				stop = func() int64 {
+					cancel()
+					<-done
+					cp, err := NewTree(pool, schema).Latest(ctx)
+					if err != nil {
+						return 0
+					}
+					return cp.Size
+				}
+			}
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for range benchCallers {
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(len(logs)) {
+							return
+						}
+						if err := repo.Create(ctx, logs[i]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			record(b, "write/"+mode, float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+			if sealed := stop(); mode == "sealer" {
+				b.ReportMetric(float64(sealed)/float64(b.N), "sealed-during")
+			}
+		})
+	}
+}
+
+// BenchmarkSeal seals b.N logs already written, in seals of the default
+// size: logs sealed per second, and what the tree costs in storage.
+func BenchmarkSeal(b *testing.B) {
+	ctx := context.Background()
+	pool := benchPool(b)
+	schema := newSchema(b)
+	repo := postgres.NewRepository(pool, postgres.WithSchema(schema))
+	defer repo.Close()
+	logs := benchLogs(b.N)
+	for i := 0; i < len(logs); i += 5000 {
+		if err := repo.CreateBatch(ctx, logs[i:min(i+5000, len(logs))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	signer, _, _ := newKey(b, testOrigin, 1)
+	s := newSealer(b, schema, signer)
+	b.ResetTimer()
+	var cp Checkpoint
+	for cp.Size < int64(b.N) {
+		var err error
+		if cp, err = s.Seal(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	record(b, "seal", float64(b.N)/b.Elapsed().Seconds(), "logs/s")
+	var seals, logsSize int64
+	if err := pool.QueryRow(ctx, "SELECT pg_total_relation_size($1::regclass), pg_total_relation_size($2::regclass)",
+		schema+".audit_seals", schema+".audit_logs").Scan(&seals, &logsSize); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(seals)/float64(b.N), "tree-B/log")
+	b.ReportMetric(float64(logsSize)/float64(b.N), "table-B/log")
+	if b.N >= 1000 {
+		p, err := NewTree(pool, schema).InclusionProof(ctx, logs[b.N/3].ID, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(p.Proof)), "proof-hashes")
+		tp, err := NewTree(pool, schema).ConsistencyProof(ctx, int64(b.N/3), int64(b.N))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(tp)), "consistency-hashes")
+	}
+}
+
+// BenchmarkVerify verifies a sealed trail of b.N logs.
+func BenchmarkVerify(b *testing.B) {
+	tr := newTrail(b, b.N)
+	b.ResetTimer()
+	rep := tr.verify(b, Options{})
+	b.StopTimer()
+	if !rep.OK() {
+		b.Fatalf("findings: %v", rep.Findings)
+	}
+	record(b, "verify", float64(b.N)/b.Elapsed().Seconds(), "logs/s")
+}
+
+// BenchmarkBars prints the ratios of the bars, from the benchmarks of the
+// same run; run it last, with the others (-bench . runs it last).
+func BenchmarkBars(b *testing.B) {
+	barMu.Lock()
+	defer barMu.Unlock()
+	for range b.N {
+	}
+	if bars["write/no-sealer"] == 0 || bars["seal"] == 0 {
+		return
+	}
+	fmt.Printf("bars: group commit with a sealer / without: %.2f (bar >= 0.9); sealed logs/s / group commit rows/s: %.2f (bar >= 1); xact_id index: %.2f of the rows/s without it\n",
+		bars["write/sealer"]/bars["write/no-sealer"], bars["seal"]/bars["write/no-sealer"], bars["write/no-sealer"]/bars["write/no-xact-index"])
+	_ = tlog.HashSize
+}
