@@ -83,8 +83,7 @@
 //
 // Migration 4 adds the column xact_id to audit_logs, filled by a DEFAULT
 // with the id of the transaction that inserted the row (so writers need no
-// change), indexed by a btree that stays small: the rows of one
-// group-commit batch share one key. A seal, in one transaction:
+// change), and an index on (xact_id, id). A seal, in one transaction:
 //
 //  1. takes the seal lock, pg_try_advisory_xact_lock, or returns ErrBusy:
 //     one sealer at a time across replicas, and never a wait for writers,
@@ -93,7 +92,8 @@
 //     below it has ended, so every row below it that will ever be visible
 //     is visible now;
 //  3. reads the rows after the last sealed (xact_id, id) and below the
-//     horizon, in (xact_id, id) order, at most WithMaxLeaves of them;
+//     horizon, in (xact_id, id) order, at most WithMaxLeaves of them: a
+//     range scan of the index, with no sort;
 //  4. appends them to the tree with tlog.StoredHashesForRecordHash, their
 //     leaf hashes being audit.Log.LeafHash, computes the root with
 //     tlog.TreeHash, signs the checkpoint, and inserts one row into

@@ -284,10 +284,8 @@ func (s *Sealer) pending(ctx context.Context, tx pgx.Tx, last key, horizon int64
 		}
 	}
 	if n := s.maxLeaves - len(logs); n > 0 {
-		// xact_id >= last.xact bounds the index scan; the rest picks up
-		// after the last log sealed within its transaction.
 		if err := read("SELECT "+logColumns+" FROM "+s.t.logs+
-			" WHERE xact_id >= $1 AND xact_id < $2 AND (xact_id > $1 OR id > $3) ORDER BY xact_id, id LIMIT $4",
+			" WHERE (xact_id, id) > ($1, $3) AND xact_id < $2 ORDER BY xact_id, id LIMIT $4",
 			last.xact, horizon, last.id, n); err != nil {
 			return nil, err
 		}

@@ -419,3 +419,45 @@ func TestSealerKilled(t *testing.T) {
 	sealAll(t, sl, schema)
 	checkDense(t, schema)
 }
+
+// TestSealReadsIndex checks that a seal reads the logs it seals as a
+// range of the (xact_id, id) index, with no sort, however many there are.
+func TestSealReadsIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := newSchema(t)
+	repo := newRepo(t, schema)
+	logs := makeLogs("plan", 3000, testTime)
+	for i := 0; i < len(logs); i += 30 {
+		if err := repo.CreateBatch(ctx, logs[i:i+30]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx, err := mustPool(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "ANALYZE "+newTables(schema).logs); err != nil {
+		t.Fatal(err)
+	}
+	var first int64
+	if err := tx.QueryRow(ctx, "SELECT min(xact_id) FROM "+newTables(schema).logs).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{100, DefaultMaxLeaves} {
+		rows, err := tx.Query(ctx, "EXPLAIN SELECT "+logColumns+" FROM "+newTables(schema).logs+
+			" WHERE (xact_id, id) > ($1, $3) AND xact_id < $2 ORDER BY xact_id, id LIMIT $4", first+10, int64(1)<<62, "", limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := strings.Join(lines, "\n")
+		if !strings.Contains(plan, "Index Scan using audit_logs_xact_idx") || strings.Contains(plan, "Sort") {
+			t.Errorf("limit %d: the seal's query is not a range scan of audit_logs_xact_idx without a sort:\n%s", limit, plan)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package integrity
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/examples/postgres"
 )
 
 // ErrNotSealed is returned when a log or a tree size asked for is not in
@@ -51,7 +51,7 @@ func newTables(schema string) tables {
 // logColumns are the columns a log is read with; xact_id comes last, 0
 // for a row written before migration 4.
 const logColumns = "id, org_id, source, action, actor_id, actor_type, actor_name, " +
-	"target_id, target_type, target_name, metadata::text, created_at, COALESCE(xact_id, 0)"
+	"target_id, target_type, target_name, metadata, created_at, COALESCE(xact_id, 0)"
 
 // storedLog is a row of audit_logs.
 type storedLog struct {
@@ -59,20 +59,56 @@ type storedLog struct {
 	xactID int64
 }
 
-// scanLog reads a row selected with logColumns.
+// scanLog reads a row selected with logColumns. Sealing and verifying
+// read every log, so it reads the raw values: the ten strings share one
+// allocation, and metadata is decoded as the Repository decodes it.
 func scanLog(rows pgx.Rows) (storedLog, error) {
 	var s storedLog
-	var md string
+	vals := rows.RawValues()
+	fds := rows.FieldDescriptions()
+	if len(vals) != 13 {
+		return s, fmt.Errorf("got %d columns, want 13", len(vals))
+	}
+	n := 0
+	for _, v := range vals[:10] {
+		n += len(v)
+	}
+	md := vals[10]
+	if fds[10].Format == pgx.BinaryFormatCode { // jsonb: a version byte, then the text
+		if len(md) == 0 || md[0] != 1 {
+			return s, fmt.Errorf("unexpected jsonb encoding of metadata")
+		}
+		md = md[1:]
+	}
+	buf := make([]byte, 0, n+len(md))
+	for _, v := range vals[:10] {
+		buf = append(buf, v...)
+	}
+	buf = append(buf, md...)
+	all := string(buf)
+	var f [10]string
+	off := 0
+	for i, v := range vals[:10] {
+		f[i] = all[off : off+len(v)]
+		off += len(v)
+	}
 	l := &s.log
-	if err := rows.Scan(&l.ID, &l.OrgID, &l.Source, &l.Action, &l.Actor.ID, &l.Actor.Type, &l.Actor.Name,
-		&l.Target.ID, &l.Target.Type, &l.Target.Name, &md, &l.CreatedAt, &s.xactID); err != nil {
-		return s, err
+	*l = audit.Log{
+		ID: f[0], OrgID: f[1], Source: f[2], Action: f[3],
+		Actor:  audit.Actor{ID: f[4], Type: f[5], Name: f[6]},
+		Target: audit.Target{ID: f[7], Type: f[8], Name: f[9]},
+	}
+	tm := rows.Conn().TypeMap()
+	if err := tm.Scan(fds[11].DataTypeOID, fds[11].Format, vals[11], &l.CreatedAt); err != nil {
+		return s, fmt.Errorf("created_at of log %q: %w", l.ID, err)
 	}
 	l.CreatedAt = l.CreatedAt.UTC()
-	if md != "{}" {
-		if err := json.Unmarshal([]byte(md), &l.Metadata); err != nil {
-			return s, fmt.Errorf("metadata of log %q: %w", l.ID, err)
-		}
+	if err := tm.Scan(fds[12].DataTypeOID, fds[12].Format, vals[12], &s.xactID); err != nil {
+		return s, fmt.Errorf("xact_id of log %q: %w", l.ID, err)
+	}
+	var err error
+	if l.Metadata, err = postgres.DecodeMetadata(all[off:]); err != nil {
+		return s, fmt.Errorf("metadata of log %q: %w", l.ID, err)
 	}
 	return s, nil
 }

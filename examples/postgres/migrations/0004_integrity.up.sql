@@ -15,13 +15,15 @@
 ALTER TABLE audit_logs ADD COLUMN IF NOT EXISTS xact_id bigint;
 ALTER TABLE audit_logs ALTER COLUMN xact_id SET DEFAULT (pg_current_xact_id()::text::bigint);
 
--- A btree on xact_id alone: the rows of one group-commit batch share one
--- transaction, so deduplication stores them as one key with a list of row
--- pointers, and every insert lands on the rightmost leaf. The sealer reads
--- it in order and sorts each transaction's rows by id (an incremental
--- sort). PostgreSQL 15 has no BRIN operator class for xid8, and a BRIN on
--- the bigint would leave the sealer to sort whole batches.
-CREATE INDEX IF NOT EXISTS audit_logs_xact_idx ON audit_logs (xact_id);
+-- The sealer reads the rows after the last one it sealed in (xact_id, id)
+-- order, a range of this index that ends at the horizon: no sort, however
+-- many rows a seal takes. Inserts land on its rightmost pages, as they do
+-- on the primary key's with time-ordered IDs. (An index on xact_id alone
+-- would be smaller, the rows of one group-commit batch sharing a key, but
+-- leave the sealer to sort every batch by id; PostgreSQL 15 has no BRIN
+-- operator class for xid8, and a BRIN on the bigint would leave it to sort
+-- whole seals.)
+CREATE INDEX IF NOT EXISTS audit_logs_xact_idx ON audit_logs (xact_id, id);
 
 -- audit_seals: one row per seal, in order. Seal seq appended the leaves
 -- [tree_size - count, tree_size): leaves holds a record per leaf (its log
