@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -459,5 +460,74 @@ func TestSealReadsIndex(t *testing.T) {
 		if !strings.Contains(plan, "Index Scan using audit_logs_xact_idx") || strings.Contains(plan, "Sort") {
 			t.Errorf("limit %d: the seal's query is not a range scan of audit_logs_xact_idx without a sort:\n%s", limit, plan)
 		}
+	}
+}
+
+// TestRunIssuesCheckpoints runs a sealer with no log arriving: it still
+// issues a checkpoint every interval, and hands each to every sink, a
+// failing sink reported to the error handler without stopping the others.
+func TestRunIssuesCheckpoints(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	signer, verifiers, _ := newKey(t, testOrigin, 1)
+	path := filepath.Join(t.TempDir(), "latest.ckpt")
+	var mu sync.Mutex
+	var got []Checkpoint
+	var errs []error
+	sl := newSealer(t, schema, signer, WithInterval(20*time.Millisecond),
+		WithSinks(
+			SinkFunc(func(context.Context, Checkpoint) error { return errors.New("sink down") }),
+			FileSink{Path: path},
+			SinkFunc(func(_ context.Context, cp Checkpoint) error {
+				mu.Lock()
+				defer mu.Unlock()
+				got = append(got, cp)
+				return nil
+			})),
+		WithErrorHandler(func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			errs = append(errs, err)
+		}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sl.Run(ctx) }()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d checkpoints after a minute, want 5", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run: got %v, want context.Canceled", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, cp := range got {
+		if _, err := OpenCheckpoint(cp.Note, testOrigin, verifiers); err != nil || cp.Size != 0 {
+			t.Errorf("checkpoint of size %d: %v; want a valid one of the empty tree", cp.Size, err)
+		}
+	}
+	if len(errs) < len(got) || !strings.Contains(errs[0].Error(), "sink down") {
+		t.Errorf("errors: %v; want the failing sink's, once per checkpoint", errs)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenCheckpoint(b, testOrigin, verifiers); err != nil {
+		t.Errorf("the file sink's checkpoint: %v", err)
+	}
+	var seals int
+	if err := mustPool(t).QueryRow(context.Background(), "SELECT count(*) FROM "+newTables(schema).seals).Scan(&seals); err != nil || seals < len(got) {
+		t.Errorf("%d seals stored, %v; want at least %d", seals, err, len(got))
 	}
 }

@@ -156,13 +156,45 @@ func checkFindings(tb testing.TB, rep *Report, wants ...want) {
 	}
 }
 
+// TestVerifyUntampered verifies an untouched trail as a role that may
+// only read the two tables.
 func TestVerifyUntampered(t *testing.T) {
 	t.Parallel()
 	tr := newTrail(t, 300)
-	rep := tr.verify(t, Options{Origin: testOrigin, Kept: [][]byte{tr.kept.Note}, MaxAge: time.Hour})
+	ctx := context.Background()
+	reader := tr.schema + "_reader"
+	p := mustPool(t)
+	if _, err := p.Exec(ctx, "CREATE ROLE "+reader+" NOLOGIN"); err != nil {
+		t.Fatalf("creating a role: %v; the test needs DATABASE_URL's role to have CREATEROLE (scripts/with-postgres.sh connects as a superuser)", err)
+	}
+	t.Cleanup(func() { _, _ = p.Exec(ctx, "DROP OWNED BY "+reader+"; DROP ROLE "+reader) })
+	if _, err := p.Exec(ctx, "GRANT USAGE ON SCHEMA "+tr.schema+" TO "+reader+"; GRANT SELECT ON "+tr.schema+".audit_logs, "+tr.schema+".audit_seals TO "+reader); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := p.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+reader); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(ctx, tx, tr.schema, Options{Origin: testOrigin, Verifiers: tr.verifiers, Kept: [][]byte{tr.kept.Note}, MaxAge: time.Hour})
+	if err != nil {
+		t.Fatalf("Verify as a reader: %v", err)
+	}
 	checkFindings(t, rep)
 	if rep.Logs != 300 || rep.Leaves != 300 || rep.Pending != 0 || rep.Latest.Size != 300 {
 		t.Fatalf("report: %+v; want 300 logs, all sealed", rep)
+	}
+	if _, err := NewTree(tx, tr.schema).InclusionProof(ctx, tr.logs[42].ID, 0); err != nil {
+		t.Fatalf("InclusionProof as a reader: %v", err)
+	}
+	var user string
+	var write bool
+	if err := tx.QueryRow(ctx, "SELECT current_user::text, has_table_privilege($1, 'INSERT, UPDATE, DELETE') OR has_table_privilege($2, 'INSERT, UPDATE, DELETE')",
+		tr.schema+".audit_logs", tr.schema+".audit_seals").Scan(&user, &write); err != nil || user != reader || write {
+		t.Fatalf("ran as %q (%v), may write: %v; want the reader, read-only", user, err, write)
 	}
 }
 
@@ -304,6 +336,35 @@ func TestVerifyAlteredTree(t *testing.T) {
 		return f.Kind == TreeAltered && strings.Contains(f.Detail, fmt.Sprintf("signed root of seal %d ", seq))
 	}) {
 		t.Fatalf("findings %v, want tree-altered at seal %d", rep.Findings, seq)
+	}
+}
+
+// TestVerifyMissingSeal deletes one seal from the middle of the tree
+// table: the verifier reports the seals missing, the tree that no longer
+// leads to the signed roots, and the logs that no seal holds.
+func TestVerifyMissingSeal(t *testing.T) {
+	t.Parallel()
+	tr := newTrail(t, 300)
+	var seq, count int64
+	if err := mustPool(t).QueryRow(context.Background(), "SELECT seq, count FROM "+newTables(tr.schema).seals+
+		" WHERE count > 0 AND seq > 1 ORDER BY seq LIMIT 1").Scan(&seq, &count); err != nil {
+		t.Fatal(err)
+	}
+	tr.tamper(t, "DELETE FROM audit_seals WHERE seq = $1", seq)
+	rep := tr.verify(t, Options{})
+	var missing, altered, inserted int64
+	for _, f := range rep.Findings {
+		switch {
+		case f.Kind == TreeAltered && strings.Contains(f.Detail, fmt.Sprintf("follows seal %d: seals are missing", seq-1)):
+			missing++
+		case f.Kind == TreeAltered && strings.Contains(f.Detail, "do not lead to the signed root"):
+			altered++
+		case f.Kind == Inserted:
+			inserted++
+		}
+	}
+	if rep.OK() || missing != 1 || altered != 1 || inserted != count {
+		t.Fatalf("findings %v; want the missing seal, the altered tree, and %d logs in no seal", rep.Findings, count)
 	}
 }
 

@@ -82,6 +82,7 @@ func TestVerifyCommand(t *testing.T) {
 		t.Helper()
 		var out, errOut bytes.Buffer
 		code := run(ctx, args, env, &out, &errOut)
+		t.Logf("auditverify %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errOut.String())
 		return code, out.String() + errOut.String()
 	}
 	base := []string{"-schema", schema, "-key", vkey, "-origin", origin}
