@@ -202,6 +202,8 @@ type verifier struct {
 	seen   []bool
 	order  []orderEntry
 	purges []purge
+	// oldestPending is the CreatedAt of the oldest log not sealed yet.
+	oldestPending time.Time
 
 	progressAt time.Time
 }
@@ -445,6 +447,9 @@ func (v *verifier) checkLog(s *storedLog, enc *[]byte) {
 			v.add(Finding{Kind: Inserted, Leaf: -1, LogID: l.ID, Detail: detail})
 		} else {
 			v.rep.Pending++
+			if v.oldestPending.IsZero() || l.CreatedAt.Before(v.oldestPending) {
+				v.oldestPending = l.CreatedAt
+			}
 			if encErr != nil {
 				v.add(Finding{Kind: Inserted, Leaf: -1, LogID: l.ID, Detail: "not sealed, and it cannot be: " + encErr.Error()})
 			}
@@ -628,12 +633,26 @@ func (v *verifier) checkOrder() {
 	}
 }
 
-// checkFreshness reports a newest checkpoint older than MaxAge.
+// checkFreshness reports a newest checkpoint older than MaxAge, or none,
+// and logs waiting to be sealed for longer than MaxAge: the sealer has
+// stopped, or its seals were deleted.
 func (v *verifier) checkFreshness() {
-	if v.opts.MaxAge <= 0 || v.rep.Checkpoints == 0 {
+	if v.opts.MaxAge <= 0 {
 		return
 	}
-	if age := v.opts.Now().Sub(v.rep.Latest.Time); age > v.opts.MaxAge {
+	now := v.opts.Now()
+	if p := v.oldestPending; !p.IsZero() && now.Sub(p) > v.opts.MaxAge {
+		v.add(Finding{Kind: Stale, Leaf: -1, Detail: fmt.Sprintf(
+			"%d logs are not sealed, the oldest created at %s, %s ago: the sealer has stopped, or its seals were deleted",
+			v.rep.Pending, p.Format(time.RFC3339Nano), now.Sub(p).Round(time.Second))})
+	}
+	if v.rep.Checkpoints == 0 {
+		if v.rep.Logs > 0 {
+			v.add(Finding{Kind: Stale, Leaf: -1, Detail: "there is no valid checkpoint"})
+		}
+		return
+	}
+	if age := now.Sub(v.rep.Latest.Time); age > v.opts.MaxAge {
 		v.add(Finding{Kind: Stale, Leaf: -1, Detail: fmt.Sprintf(
 			"the newest valid checkpoint (tree of %d) is from %s, %s ago: the seals after it may have been deleted, and their logs with them",
 			v.rep.Latest.Size, v.rep.Latest.Time.Format(time.RFC3339), age.Round(time.Second))})

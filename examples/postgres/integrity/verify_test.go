@@ -266,6 +266,11 @@ func TestVerifyTruncatedTail(t *testing.T) {
 	// Without a kept checkpoint, the age of the newest one shows it.
 	checkFindings(t, tr.verify(t, Options{MaxAge: time.Minute, Now: func() time.Time { return time.Now().Add(time.Hour) }}),
 		want{kind: Stale, leaf: -1, words: "may have been deleted"})
+	// Every seal deleted: the logs wait to be sealed for too long.
+	tr.tamper(t, "DELETE FROM audit_seals")
+	checkFindings(t, tr.verify(t, Options{MaxAge: time.Minute, Now: func() time.Time { return time.Now().Add(time.Hour) }}),
+		want{kind: Stale, leaf: -1, words: "300 logs are not sealed"},
+		want{kind: Stale, leaf: -1, words: "there is no valid checkpoint"})
 	// A client that kept an older checkpoint sees the tree grow past it,
 	// consistently, once sealing goes on.
 	sealAll(t, tr.sealer, tr.schema)
