@@ -170,6 +170,12 @@ func (s *Sealer) publish(ctx context.Context, cp Checkpoint) {
 // the sinks (Run does). It returns an error wrapping ErrBusy if another
 // sealer holds the lock. If it fails, or its connection is lost, nothing
 // of it is stored.
+//
+// A stored log that fails audit.Log.Validate has no canonical encoding
+// and cannot be sealed; only a write that went around the Repository can
+// store one. Sealing stops there, rather than skip it: Seal returns an
+// error that names the log and wraps audit.ErrInvalidLog, until the log
+// is removed.
 func (s *Sealer) Seal(ctx context.Context) (Checkpoint, error) {
 	cp, _, err := s.seal(ctx)
 	return cp, err
