@@ -184,18 +184,29 @@ func BenchmarkSeal(b *testing.B) {
 	}
 	b.ReportMetric(float64(seals)/float64(b.N), "tree-B/log")
 	b.ReportMetric(float64(logsSize)/float64(b.N), "table-B/log")
-	if b.N >= 1000 {
-		p, err := NewTree(pool, schema).InclusionProof(ctx, logs[b.N/3].ID, 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(len(p.Proof)), "proof-hashes")
-		tp, err := NewTree(pool, schema).ConsistencyProof(ctx, int64(b.N/3), int64(b.N))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(len(tp)), "consistency-hashes")
+	reportProofs(b, pool, schema, logs[b.N/3].ID)
+}
+
+// reportProofs reports the hashes of an inclusion proof of id and of a
+// consistency proof from a third of the tree to all of it.
+func reportProofs(b *testing.B, pool *pgxpool.Pool, schema, id string) {
+	b.Helper()
+	ctx := context.Background()
+	tree := NewTree(pool, schema)
+	cp, err := tree.Latest(ctx)
+	if err != nil || cp.Size < 3 {
+		return
 	}
+	p, err := tree.InclusionProof(ctx, id, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(len(p.Proof)), "proof-hashes")
+	tp, err := tree.ConsistencyProof(ctx, cp.Size/3, cp.Size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(len(tp)), "consistency-hashes")
 }
 
 // BenchmarkVerify verifies a sealed trail of b.N logs.
@@ -208,6 +219,7 @@ func BenchmarkVerify(b *testing.B) {
 		b.Fatalf("findings: %v", rep.Findings)
 	}
 	record(b, "verify", float64(b.N)/b.Elapsed().Seconds(), "logs/s")
+	reportProofs(b, mustPool(b), tr.schema, tr.logs[b.N/2].ID)
 }
 
 // BenchmarkBars prints the ratios of the bars, from the benchmarks of the

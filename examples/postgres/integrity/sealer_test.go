@@ -531,3 +531,38 @@ func TestRunIssuesCheckpoints(t *testing.T) {
 		t.Errorf("%d seals stored, %v; want at least %d", seals, err, len(got))
 	}
 }
+
+// TestSealStopsAtInvalidLog stores, around the Repository, a log that
+// Validate rejects: sealing stops there with an error naming it, and
+// seals nothing after it.
+func TestSealStopsAtInvalidLog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := newSchema(t)
+	repo := newRepo(t, schema)
+	signer, _, _ := newKey(t, testOrigin, 1)
+	sl := newSealer(t, schema, signer)
+	if _, err := mustPool(t).Exec(ctx, "INSERT INTO "+newTables(schema).logs+" (id, source, action, actor_type, actor_name, created_at) VALUES ('too-long', 's', 'a', 'user', repeat('x', 2000), now())"); err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Create(ctx, makeLogs("after", 1, time.Now())[0]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cp, err := sl.Seal(ctx)
+		if err != nil {
+			if !errors.Is(err, audit.ErrInvalidLog) || !strings.Contains(err.Error(), `"too-long"`) {
+				t.Fatalf("got %v, want an error naming the log and wrapping audit.ErrInvalidLog", err)
+			}
+			break
+		}
+		if cp.Size != 0 || time.Now().After(deadline) {
+			t.Fatalf("sealed a tree of %d, want the seal to stop at the invalid log", cp.Size)
+		}
+		time.Sleep(20 * time.Millisecond) // the insert is not below the horizon yet
+	}
+	if cp, err := NewTree(mustPool(t), schema).Latest(ctx); err == nil && cp.Size != 0 {
+		t.Fatalf("a tree of %d after the invalid log, want none", cp.Size)
+	}
+}
