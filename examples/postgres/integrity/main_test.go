@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runHelper())
 	}
 	code := m.Run()
+	printBars()
 	if testPool != nil {
 		testPool.Close()
 	}

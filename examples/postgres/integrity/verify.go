@@ -208,8 +208,11 @@ type verifier struct {
 	progressAt time.Time
 }
 
+// orderEntry is a sealed log whose row was read: its transaction and its
+// leaf. Its ID is the leaf record's, so that the entry holds no memory of
+// the row.
 type orderEntry struct {
-	k    key
+	xact int64
 	leaf int64
 }
 
@@ -458,7 +461,7 @@ func (v *verifier) checkLog(s *storedLog, enc *[]byte) {
 		return
 	}
 	v.seen[i] = true
-	v.order = append(v.order, orderEntry{k, i})
+	v.order = append(v.order, orderEntry{s.xactID, i})
 	if encErr != nil || h != v.hashes[i] {
 		r := newLeaf(l)
 		f := Finding{Kind: Modified, Leaf: i, LogID: l.ID, Fields: v.leaves[i].diff(&r)}
@@ -585,10 +588,11 @@ func (v *verifier) deletedFinding(i int64, detail string) Finding {
 // is reported: for two logs swapped, those two.
 func (v *verifier) checkOrder() {
 	slices.SortFunc(v.order, func(a, b orderEntry) int {
+		ka, kb := key{a.xact, v.leaves[a.leaf].id}, key{b.xact, v.leaves[b.leaf].id}
 		switch {
-		case a.k.less(b.k):
+		case ka.less(kb):
 			return -1
-		case b.k.less(a.k):
+		case kb.less(ka):
 			return 1
 		}
 		return 0
@@ -628,7 +632,7 @@ func (v *verifier) checkOrder() {
 		if after >= 0 {
 			where = fmt.Sprintf("right after leaf %d", after)
 		}
-		v.add(Finding{Kind: Reordered, Leaf: e.leaf, LogID: e.k.id, Detail: fmt.Sprintf(
+		v.add(Finding{Kind: Reordered, Leaf: e.leaf, LogID: v.leaves[e.leaf].id, Detail: fmt.Sprintf(
 			"out of order: its transaction and ID put it %s", where)})
 	}
 }
