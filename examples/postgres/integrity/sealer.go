@@ -203,9 +203,10 @@ func (s *Sealer) seal(ctx context.Context) (cp Checkpoint, more bool, err error)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return cp, false, fmt.Errorf("integrity: seal: reading the last seal: %w", err)
 	}
-	// Every transaction below horizon has ended: the rows it committed are
-	// all visible to the statements after this one (read committed takes
-	// a new snapshot for each), and no row below it can appear later.
+	// Every transaction below horizon has ended: the rows they committed
+	// are visible to the statements after this one (in read committed,
+	// whose snapshots are later; in repeatable read, whose snapshot is
+	// this one), and no row below it can appear later.
 	var horizon, next int64
 	if err := tx.QueryRow(ctx, "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint FROM pg_current_snapshot() s").
 		Scan(&horizon, &next); err != nil {
