@@ -170,6 +170,12 @@ func Verify(ctx context.Context, db Querier, schema string, opts Options) (*Repo
 	return v.rep, nil
 }
 
+// maxGap bounds the leaves of missing seals that the verifier holds a
+// place for, so that a tree table that claims a size beyond reason is
+// reported rather than allocated: four times the most leaves one seal can
+// hold.
+const maxGap = 1 << 22
+
 // sealInfo is what the verifier keeps of a seal.
 type sealInfo struct {
 	seq      int64
@@ -287,6 +293,9 @@ func (v *verifier) readSeals() error {
 		recs, err := parseLeaves(s.leaves, s.count)
 		if err == nil && int64(len(s.hashes)) != (tlog.StoredHashIndex(0, s.treeSize)-s.firstHash)*tlog.HashSize {
 			err = fmt.Errorf("%w: seal %d has %d bytes of hashes", ErrMalformed, s.seq, len(s.hashes))
+		}
+		if err == nil && first-size > maxGap {
+			err = fmt.Errorf("%w: seal %d starts %d leaves after the last one", ErrMalformed, s.seq, first-size)
 		}
 		if first < size || err != nil {
 			if err != nil {

@@ -464,3 +464,15 @@ func TestVerifyLarge(t *testing.T) {
 		t.Fatalf("report: %+v; want %d logs, all sealed", rep, n)
 	}
 }
+
+// TestVerifyForgedSizes gives seals sizes beyond reason: the verifier
+// reports them, and neither allocates a tree that size nor panics.
+func TestVerifyForgedSizes(t *testing.T) {
+	t.Parallel()
+	tr := newTrail(t, 50)
+	tr.tamper(t, "ALTER TABLE audit_seals DROP CONSTRAINT audit_seals_count; UPDATE audit_seals SET tree_size = tree_size + 1000000000000 WHERE seq = 2; UPDATE audit_seals SET count = 1000000 WHERE seq = 3")
+	rep := tr.verify(t, Options{})
+	if rep.OK() || !slices.ContainsFunc(rep.Findings, func(f Finding) bool { return f.Kind == TreeAltered && strings.Contains(f.Detail, "seal 2") }) {
+		t.Fatalf("findings %v, want tree-altered at seal 2", rep.Findings)
+	}
+}
