@@ -118,10 +118,16 @@ func TestVerifyCommand(t *testing.T) {
 	if want := fmt.Sprintf("modified leaf 17 log %q: actor.id", id); code != exitFindings || !strings.Contains(out, want) {
 		t.Fatalf("changed actor: exit %d, output %q; want 1 and %q", code, out, want)
 	}
-	// The newest logs deleted, with their seals and checkpoints.
-	tamper(t, pool, schema, "DELETE FROM audit_seals WHERE tree_size > 30; DELETE FROM audit_logs WHERE id IN (SELECT id FROM audit_logs ORDER BY id OFFSET 30)")
-	if code, out := verify(append(base, "-kept", keptFile)...); code != exitFindings || !strings.Contains(out, "truncated leaf 30: the tree has 30 leaves") {
-		t.Fatalf("truncated tail: exit %d, output %q; want 1 and truncated", code, out)
+	// The newest logs deleted, with their seals and checkpoints: the tree
+	// is cut back to its last seal of at most 30 logs.
+	var cut int
+	if err := pool.QueryRow(ctx, "SELECT max(tree_size) FROM "+schema+".audit_seals WHERE tree_size <= 30").Scan(&cut); err != nil {
+		t.Fatal(err)
+	}
+	tamper(t, pool, schema, fmt.Sprintf("DELETE FROM audit_seals WHERE tree_size > %d; DELETE FROM audit_logs WHERE id IN (SELECT id FROM audit_logs ORDER BY id OFFSET %d)", cut, cut))
+	want := fmt.Sprintf("truncated leaf %d: the tree has %d leaves", cut, cut)
+	if code, out := verify(append(base, "-kept", keptFile)...); code != exitFindings || !strings.Contains(out, want) {
+		t.Fatalf("truncated tail: exit %d, output %q; want 1 and %q", code, out, want)
 	}
 	if code, out := verify("-schema", schema); code != exitError || !strings.Contains(out, "no verifier key") {
 		t.Fatalf("no key: exit %d, output %q; want 2", code, out)
