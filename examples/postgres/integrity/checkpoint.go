@@ -35,7 +35,7 @@ var (
 // signed note (c2sp.org/signed-note, as golang.org/x/mod/sumdb/note signs
 // them) whose text is the origin, the tree size and the base64 root hash,
 // one per line, and one extension line, "time" and the Unix seconds at
-// which the sealer issued it:
+// which the sealer signed it:
 //
 //	example.com/audit/frontier
 //	20852163
@@ -44,7 +44,7 @@ var (
 //
 //	— example.com/audit/frontier Az3grlgtzPICa5OS8npVmf1Myq/...
 //
-// The time is why the sealer issues a checkpoint every interval even when
+// The time is why the sealer signs a checkpoint every interval even when
 // no log arrived: each one says "at this time the trail had this many
 // logs", so a copy kept elsewhere shows a tail deleted since, and a
 // verifier can tell that the newest checkpoint in the database is older
@@ -56,7 +56,7 @@ type Checkpoint struct {
 	Size   int64
 	Hash   tlog.Hash
 	Time   time.Time // UTC, whole seconds; zero if the note has no time line
-	// Note is the whole signed note, text and signature lines, as issued.
+	// Note is the whole signed note, text and signature lines, as signed.
 	Note []byte
 }
 

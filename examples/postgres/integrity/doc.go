@@ -34,7 +34,7 @@
 //   - a sealed log deleted, by ID and leaf index, told apart from logs
 //     removed by retention (see below);
 //   - a log inserted among the sealed ones, or written after the fact with
-//     an old CreatedAt (its transaction began after a seal issued more
+//     an old CreatedAt (its transaction began after a seal signed more
 //     than the allowed lateness after its time), whether sealed since or
 //     not;
 //   - logs reordered: the tree's order is (transaction id, log ID), and a

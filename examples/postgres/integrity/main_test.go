@@ -31,8 +31,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) != "" {
-		os.Exit(runHelper())
+	if os.Getenv(sealerProcessEnv) != "" {
+		os.Exit(runSealerProcess())
 	}
 	code := m.Run()
 	printBars()

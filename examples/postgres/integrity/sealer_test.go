@@ -349,13 +349,13 @@ func TestSealersTakeTurns(t *testing.T) {
 	checkDense(t, schema)
 }
 
-// The helper process: the test binary run again with helperEnv set seals
+// The sealer process: the test binary run again with sealerProcessEnv set seals
 // one schema and stops, its transaction open, after writing its seal row;
 // it prints "ready" and waits to be killed.
-const helperEnv = "AUDIT_SEAL_HELPER"
+const sealerProcessEnv = "AUDIT_SEALER_PROCESS"
 
-func runHelper() int {
-	schema := os.Getenv(helperEnv)
+func runSealerProcess() int {
+	schema := os.Getenv(sealerProcessEnv)
 	ctx := context.Background()
 	p, err := pgx.Connect(ctx, os.Getenv("DATABASE_URL"))
 	if err != nil {
@@ -400,7 +400,7 @@ func TestSealerKilled(t *testing.T) {
 	cmdCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(cmdCtx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+schema)
+	cmd.Env = append(os.Environ(), sealerProcessEnv+"="+schema)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -412,12 +412,12 @@ func TestSealerKilled(t *testing.T) {
 	if strings.TrimSpace(line) != "ready" {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		t.Fatalf("helper said %q, %v; want ready", line, err)
+		t.Fatalf("the sealer process said %q, %v; want ready", line, err)
 	}
-	// The helper's seal holds the lock: another sealer is turned away.
+	// The killed-to-be sealer holds the lock: another one is turned away.
 	sl := newSealer(t, schema, signer, WithMaxLeaves(20))
 	if _, err := sl.Seal(ctx); !errors.Is(err, ErrBusy) {
-		t.Errorf("a seal while the helper holds the lock: got %v, want ErrBusy", err)
+		t.Errorf("a seal while the sealer process holds the lock: got %v, want ErrBusy", err)
 	}
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -480,10 +480,10 @@ func TestSealReadsIndex(t *testing.T) {
 	}
 }
 
-// TestRunIssuesCheckpoints runs a sealer with no log arriving: it still
-// issues a checkpoint every interval, and hands each to every sink, a
+// TestRunSignsCheckpoints runs a sealer with no log arriving: it still
+// signs a checkpoint every interval, and hands each to every sink, a
 // failing sink reported to the error handler without stopping the others.
-func TestRunIssuesCheckpoints(t *testing.T) {
+func TestRunSignsCheckpoints(t *testing.T) {
 	t.Parallel()
 	schema := newSchema(t)
 	signer, verifiers, _ := newKey(t, testOrigin, 1)

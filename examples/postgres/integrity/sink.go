@@ -15,7 +15,7 @@ import (
 	"github.com/raystack/salt/audit"
 )
 
-// Sink receives every checkpoint the Sealer issues, after it is committed,
+// Sink receives every checkpoint the Sealer signs, after it is committed,
 // to keep a copy outside the database: a checkpoint kept elsewhere is what
 // shows a tail deleted from the database, checkpoints included.
 //
@@ -71,7 +71,7 @@ func (s FileSink) Publish(_ context.Context, cp Checkpoint) error {
 
 // ActionCheckpoint is the action of the logs PublisherSink hands to
 // publishers.
-const ActionCheckpoint = "audit.checkpoint.issued"
+const ActionCheckpoint = "audit.checkpoint.signed"
 
 // PublisherSink hands each checkpoint to audit publishers (a webhook, a
 // log pipeline, a message bus: those a Logger is given) as a log of

@@ -34,7 +34,7 @@ const (
 	// Inserted: a row that the tree should hold but does not.
 	Inserted Kind = "inserted"
 	// Backdated: a log whose transaction began after a seal that was
-	// issued more than the allowed lateness after the log's CreatedAt:
+	// signed more than the allowed lateness after the log's CreatedAt:
 	// written after the fact, or imported.
 	Backdated Kind = "backdated"
 	// Reordered: logs whose order in the tree is not the order of their
@@ -506,7 +506,7 @@ func (v *verifier) covered(k key) bool {
 	return !s.last.less(k) || s.complete && k.xact < s.horizon
 }
 
-// checkLateness reports a log whose transaction began after a seal issued
+// checkLateness reports a log whose transaction began after a seal signed
 // more than MaxLateness after the log's CreatedAt. The transaction id
 // tells when it began: after the seal whose snapshot's next transaction id
 // is not above it.
