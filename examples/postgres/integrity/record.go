@@ -106,6 +106,9 @@ func appendLeaf(b []byte, r *leaf) []byte {
 // parseLeaves parses the leaves column of a seal, which must hold n
 // records.
 func parseLeaves(b []byte, n int) ([]leaf, error) {
+	if n < 0 || n > len(b) {
+		return nil, fmt.Errorf("%w leaves: %d records in %d bytes", ErrMalformed, n, len(b))
+	}
 	out := make([]leaf, 0, n)
 	for len(b) > 0 {
 		if len(b) < 2 {
