@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,57 +16,32 @@ import (
 
 	"github.com/raystack/salt/audit"
 	"github.com/raystack/salt/examples/postgres"
+	"github.com/raystack/salt/examples/postgres/internal/pgtest"
 )
 
 // The tests run against the PostgreSQL server of DATABASE_URL, each in a
 // schema of its own. Without DATABASE_URL they fail: run them through
 // scripts/with-postgres.sh, which starts a throwaway server.
 
-var (
-	poolOnce sync.Once
-	testPool *pgxpool.Pool
-	poolErr  error
-	schemaN  atomic.Int64
-)
+var schemaN atomic.Int64
 
 func TestMain(m *testing.M) {
 	if os.Getenv(sealerProcessEnv) != "" {
 		os.Exit(runSealerProcess())
 	}
+	if os.Getenv(restoreEnv) != "" {
+		os.Exit(runRestoreProcess())
+	}
 	code := m.Run()
 	printBars()
-	if testPool != nil {
-		testPool.Close()
-	}
+	pgtest.Close()
 	os.Exit(code)
 }
 
 // mustPool returns the pool shared by the tests, connected to DATABASE_URL.
 func mustPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		tb.Fatal("DATABASE_URL is not set: these tests need a PostgreSQL server; " +
-			"run them through scripts/with-postgres.sh, e.g. `../../../scripts/with-postgres.sh go test ./...`")
-	}
-	poolOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cfg, err := pgxpool.ParseConfig(url)
-		if err != nil {
-			poolErr = err
-			return
-		}
-		cfg.MaxConns = 16
-		testPool, poolErr = pgxpool.NewWithConfig(ctx, cfg)
-		if poolErr == nil {
-			poolErr = testPool.Ping(ctx)
-		}
-	})
-	if poolErr != nil {
-		tb.Fatalf("connecting to DATABASE_URL: %v", poolErr)
-	}
-	return testPool
+	return pgtest.Pool(tb)
 }
 
 // newSchema returns a new migrated schema, dropped at the end of the test.
@@ -97,15 +71,11 @@ func newRepo(tb testing.TB, schema string) *postgres.Repository {
 
 const testOrigin = "example.com/audit/test"
 
-// newKey returns a signer and the verifiers of a key made from seed, named
-// name.
-func newKey(tb testing.TB, name string, seed uint64) (note.Signer, note.Verifiers, string) {
+// newKey returns a key made from seed, named name, its verifiers and its
+// verifier key.
+func newKey(tb testing.TB, name string, seed uint64) (Key, note.Verifiers, string) {
 	tb.Helper()
-	skey, vkey, err := note.GenerateKey(seededReader{rand.NewChaCha8(sha256.Sum256(fmt.Appendf(nil, "%d", seed)))}, name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := note.NewSigner(skey)
+	k, vkey, err := seededKey(name, seed)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -113,17 +83,28 @@ func newKey(tb testing.TB, name string, seed uint64) (note.Signer, note.Verifier
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return s, v, vkey
+	return k, v, vkey
+}
+
+// seededKey returns the key made from seed, named name, and its verifier
+// key: the same in every process.
+func seededKey(name string, seed uint64) (Key, string, error) {
+	skey, vkey, err := note.GenerateKey(seededReader{rand.NewChaCha8(sha256.Sum256(fmt.Appendf(nil, "%d", seed)))}, name)
+	if err != nil {
+		return Key{}, "", err
+	}
+	k, err := NewKey(skey)
+	return k, vkey, err
 }
 
 type seededReader struct{ r *rand.ChaCha8 }
 
 func (s seededReader) Read(p []byte) (int, error) { return s.r.Read(p) }
 
-// newSealer returns a Sealer of schema signing with s.
-func newSealer(tb testing.TB, schema string, s note.Signer, opts ...SealerOption) *Sealer {
+// newSealer returns a Sealer of schema signing with k.
+func newSealer(tb testing.TB, schema string, k Key, opts ...SealerOption) *Sealer {
 	tb.Helper()
-	sl, err := NewSealer(mustPool(tb), testOrigin, []note.Signer{s}, append([]SealerOption{WithSchema(schema)}, opts...)...)
+	sl, err := NewSealer(mustPool(tb), testOrigin, []Key{k}, append([]SealerOption{WithSchema(schema)}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -85,6 +86,35 @@ func VerifyConsistency(older, newer Checkpoint, p tlog.TreeProof) error {
 	}
 	if err := tlog.CheckTree(p, newer.Size, newer.Hash, older.Size, older.Hash); err != nil {
 		return fmt.Errorf("%w: the tree of %d is not a prefix of the tree of %d: %w", ErrProof, older.Size, newer.Size, err)
+	}
+	return nil
+}
+
+// extends returns an error wrapping ErrInconsistent unless the tree of
+// cur extends the tree of old, checked with the consistency proof that
+// prove returns from old's size to cur's: cur is no smaller, of the same
+// root at the same size, and the proof verifies against both roots.
+func extends(cur, old Checkpoint, prove func(oldSize int64) (tlog.TreeProof, error)) error {
+	when := ""
+	if !old.Time.IsZero() {
+		when = " (" + old.Time.Format(time.RFC3339) + ")"
+	}
+	switch {
+	case old.Size > cur.Size:
+		return fmt.Errorf("%w: a tree of %d leaves does not extend the tree of %d signed before%s",
+			ErrInconsistent, cur.Size, old.Size, when)
+	case old.Size == cur.Size && old.Hash != cur.Hash:
+		return fmt.Errorf("%w: the tree of %d has another root than the one signed before%s", ErrInconsistent, cur.Size, when)
+	case old.Size == cur.Size || old.Size == 0:
+		return nil
+	}
+	p, err := prove(old.Size)
+	if err != nil {
+		return fmt.Errorf("integrity: proving that the tree of %d extends the tree of %d: %w", cur.Size, old.Size, err)
+	}
+	if err := tlog.CheckTree(p, cur.Size, cur.Hash, old.Size, old.Hash); err != nil {
+		return fmt.Errorf("%w: the tree of %d does not extend the tree of %d signed before%s: %w",
+			ErrInconsistent, cur.Size, old.Size, when, err)
 	}
 	return nil
 }

@@ -11,14 +11,17 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/examples/postgres"
 )
 
 // memTree is the tree of leaf hashes built in memory with tlog, to compare
@@ -52,8 +55,9 @@ func sealedOrder(tb testing.TB, schema string) []audit.Log {
 	}
 	defer rows.Close()
 	var out []audit.Log
+	var sc rowScanner
 	for rows.Next() {
-		s, err := scanLog(rows)
+		s, err := sc.scan(rows)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -74,8 +78,8 @@ func TestSealAndProve(t *testing.T) {
 	ctx := context.Background()
 	schema := newSchema(t)
 	repo := newRepo(t, schema)
-	signer, verifiers, _ := newKey(t, testOrigin, 1)
-	sl := newSealer(t, schema, signer, WithMaxLeaves(40))
+	key, verifiers, _ := newKey(t, testOrigin, 1)
+	sl := newSealer(t, schema, key, WithMaxLeaves(40))
 
 	empty, err := sl.Seal(ctx)
 	if err != nil {
@@ -216,8 +220,8 @@ func TestSealLateCommit(t *testing.T) {
 	ctx := context.Background()
 	schema := newSchema(t)
 	repo := newRepo(t, schema)
-	signer, _, _ := newKey(t, testOrigin, 1)
-	sl := newSealer(t, schema, signer)
+	key, _, _ := newKey(t, testOrigin, 1)
+	sl := newSealer(t, schema, key)
 	logs := makeLogs("late", 3, testTime)
 
 	if err := repo.Create(ctx, logs[0]); err != nil {
@@ -269,11 +273,18 @@ func TestSealLateCommit(t *testing.T) {
 func checkDense(tb testing.TB, schema string) {
 	tb.Helper()
 	ctx := context.Background()
-	rows, err := mustPool(tb).Query(ctx, "SELECT "+sealColumns+" FROM "+newTables(schema).seals+" ORDER BY seq")
+	type sealRow struct {
+		sealHead
+		leaves, hashes []byte
+	}
+	rows, err := mustPool(tb).Query(ctx, "SELECT "+headColumns+", leaves, hashes FROM "+newTables(schema).seals+" ORDER BY seq")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	seals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (seal, error) { return scanSeal(r) })
+	seals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sealRow, error) {
+		var s sealRow
+		return s, r.Scan(append(s.dest(), &s.leaves, &s.hashes)...)
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -315,7 +326,7 @@ func TestSealersTakeTurns(t *testing.T) {
 	ctx := context.Background()
 	schema := newSchema(t)
 	repo := newRepo(t, schema)
-	signer, _, _ := newKey(t, testOrigin, 1)
+	key, _, _ := newKey(t, testOrigin, 1)
 	var wg sync.WaitGroup
 	logs := makeLogs("turns", 400, testTime)
 	wg.Go(func() {
@@ -326,26 +337,33 @@ func TestSealersTakeTurns(t *testing.T) {
 			}
 		}
 	})
-	var busy, sealed sync.Map
+	var sealed atomic.Int64
 	for r := range 4 {
-		sl := newSealer(t, schema, signer, WithMaxLeaves(25))
+		sl := newSealer(t, schema, key, WithMaxLeaves(25))
 		wg.Go(func() {
 			for range 40 {
 				_, err := sl.Seal(ctx)
 				switch {
 				case errors.Is(err, ErrBusy):
-					busy.Store(r, true)
 				case err != nil:
 					t.Errorf("replica %d: %v", r, err)
 					return
 				default:
-					sealed.Store(r, true)
+					sealed.Add(1)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	sealAll(t, newSealer(t, schema, signer), schema)
+	// Each seal that returned a checkpoint stored exactly one seal row.
+	var rows int64
+	if err := mustPool(t).QueryRow(ctx, "SELECT count(*) FROM "+newTables(schema).seals).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != sealed.Load() || rows == 0 {
+		t.Errorf("%d seals stored, %d seals returned a checkpoint; want as many, and some", rows, sealed.Load())
+	}
+	sealAll(t, newSealer(t, schema, key), schema)
 	checkDense(t, schema)
 }
 
@@ -362,9 +380,12 @@ func runSealerProcess() int {
 		fmt.Println("connect:", err)
 		return 1
 	}
-	skey, _, _ := note.GenerateKey(nil, testOrigin)
-	signer, _ := note.NewSigner(skey)
-	sl, err := NewSealer(p, testOrigin, []note.Signer{signer}, WithSchema(schema))
+	k, _, err := seededKey(testOrigin, 1) // the test's key
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	sl, err := NewSealer(p, testOrigin, []Key{k}, WithSchema(schema))
 	if err != nil {
 		fmt.Println(err)
 		return 1
@@ -388,11 +409,11 @@ func TestSealerKilled(t *testing.T) {
 	ctx := context.Background()
 	schema := newSchema(t)
 	repo := newRepo(t, schema)
-	signer, _, _ := newKey(t, testOrigin, 1)
+	key, _, _ := newKey(t, testOrigin, 1)
 	if err := repo.CreateBatch(ctx, makeLogs("killed", 50, testTime)); err != nil {
 		t.Fatal(err)
 	}
-	sealAll(t, newSealer(t, schema, signer, WithMaxLeaves(20)), schema)
+	sealAll(t, newSealer(t, schema, key, WithMaxLeaves(20)), schema)
 	if err := repo.CreateBatch(ctx, makeLogs("after", 50, testTime)); err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +436,7 @@ func TestSealerKilled(t *testing.T) {
 		t.Fatalf("the sealer process said %q, %v; want ready", line, err)
 	}
 	// The killed-to-be sealer holds the lock: another one is turned away.
-	sl := newSealer(t, schema, signer, WithMaxLeaves(20))
+	sl := newSealer(t, schema, key, WithMaxLeaves(20))
 	if _, err := sl.Seal(ctx); !errors.Is(err, ErrBusy) {
 		t.Errorf("a seal while the sealer process holds the lock: got %v, want ErrBusy", err)
 	}
@@ -486,16 +507,16 @@ func TestSealReadsIndex(t *testing.T) {
 func TestRunSignsCheckpoints(t *testing.T) {
 	t.Parallel()
 	schema := newSchema(t)
-	signer, verifiers, _ := newKey(t, testOrigin, 1)
+	key, verifiers, _ := newKey(t, testOrigin, 1)
 	path := filepath.Join(t.TempDir(), "latest.ckpt")
 	var mu sync.Mutex
 	var got []Checkpoint
 	var errs []error
-	sl := newSealer(t, schema, signer, WithInterval(20*time.Millisecond),
+	sl := newSealer(t, schema, key, WithInterval(20*time.Millisecond),
 		WithSinks(
-			SinkFunc(func(context.Context, Checkpoint) error { return errors.New("sink down") }),
+			SinkFunc(func(context.Context, Checkpoint, Prover) error { return errors.New("sink down") }),
 			FileSink{Path: path},
-			SinkFunc(func(_ context.Context, cp Checkpoint) error {
+			SinkFunc(func(_ context.Context, cp Checkpoint, _ Prover) error {
 				mu.Lock()
 				defer mu.Unlock()
 				got = append(got, cp)
@@ -549,37 +570,393 @@ func TestRunSignsCheckpoints(t *testing.T) {
 	}
 }
 
-// TestSealStopsAtInvalidLog stores, around the Repository, a log that
-// Validate rejects: sealing stops there with an error naming it, and
-// seals nothing after it.
-func TestSealStopsAtInvalidLog(t *testing.T) {
+// TestSealInvalidRows stores, around the Repository, rows that are no
+// valid log: an actor name longer than Validate allows, metadata that is
+// not all strings, a created_at of infinity. Sealing does not stop at
+// them, which would let any role that may insert stop it for good: each is
+// sealed as its raw row, the logs after them too, and the verifier names
+// each as an invalid log at its leaf, and as modified if it then changes.
+func TestSealInvalidRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	schema := newSchema(t)
 	repo := newRepo(t, schema)
-	signer, _, _ := newKey(t, testOrigin, 1)
-	sl := newSealer(t, schema, signer)
-	if _, err := mustPool(t).Exec(ctx, "INSERT INTO "+newTables(schema).logs+" (id, source, action, actor_type, actor_name, created_at) VALUES ('too-long', 's', 'a', 'user', repeat('x', 2000), now())"); err != nil {
-		t.Fatal(err)
+	key, verifiers, _ := newKey(t, testOrigin, 1)
+	sl := newSealer(t, schema, key)
+	insert := "INSERT INTO " + newTables(schema).logs + " (id, source, action, actor_type, actor_name, metadata, created_at) VALUES ($1, 's', 'a', 'user', $2, $3, $4)"
+	bad := []struct {
+		id, name, metadata string
+		created            any
+		why                string
+	}{
+		{"too-long", strings.Repeat("x", 2000), "{}", time.Now(), "actor.name"},
+		{"number", "", `{"outcome": 1}`, time.Now(), "metadata"},
+		{"infinite", "", "{}", "infinity", "created_at: infinity"},
+	}
+	for _, b := range bad {
+		if _, err := mustPool(t).Exec(ctx, insert, b.id, b.name, b.metadata, b.created); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := repo.Create(ctx, makeLogs("after", 1, time.Now())[0]); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		cp, err := sl.Seal(ctx)
+	if cp := sealAll(t, sl, schema); cp.Size != 4 {
+		t.Fatalf("sealed a tree of %d, want all 4 rows", cp.Size)
+	}
+	checkDense(t, schema)
+	tree := NewTree(mustPool(t), schema)
+	var wants []want
+	for _, b := range bad {
+		leaf, _, err := tree.LeafIndex(ctx, b.id)
 		if err != nil {
-			if !errors.Is(err, audit.ErrInvalidLog) || !strings.Contains(err.Error(), `"too-long"`) {
-				t.Fatalf("got %v, want an error naming the log and wrapping audit.ErrInvalidLog", err)
+			t.Fatalf("%s: %v", b.id, err)
+		}
+		wants = append(wants, want{kind: Invalid, leaf: leaf, id: b.id, words: b.why})
+		if _, err := tree.InclusionProof(ctx, b.id, 0); !errors.Is(err, audit.ErrInvalidLog) {
+			t.Errorf("an inclusion proof of %s: got %v, want audit.ErrInvalidLog", b.id, err)
+		}
+	}
+	tr := &trail{schema: schema, key: key, verifiers: verifiers, sealer: sl}
+	checkFindings(t, tr.verify(t, Options{}), wants...)
+	// Changed, a raw row is named like any sealed log.
+	tr.tamper(t, `UPDATE audit_logs SET metadata = '{"outcome": 2}' WHERE id = 'number'`)
+	wants[1] = want{kind: Modified, leaf: wants[1].leaf, id: "number", fields: []string{"metadata"}, words: "not a valid log"}
+	checkFindings(t, tr.verify(t, Options{}), wants...)
+}
+
+// TestSealRefusesRewrittenHistory has the table's owner change a sealed
+// log and delete the seals from the one that holds it on, so that the
+// database holds another history of the trail: the sealer that signed the
+// first, running or restarted with its kept checkpoint, refuses to sign
+// the second (a log must never sign two inconsistent checkpoints), its
+// FileSink keeps the checkpoint of the first, and the verifier, given that
+// file, names what changed.
+func TestSealRefusesRewrittenHistory(t *testing.T) {
+	t.Parallel()
+	tr := newTrail(t, 40)
+	ctx := context.Background()
+	sink := FileSink{Path: filepath.Join(t.TempDir(), "kept.ckpt")}
+	var mu sync.Mutex
+	var errs []error
+	s := newSealer(t, tr.schema, tr.key, WithInterval(20*time.Millisecond), WithSinks(sink),
+		WithErrorHandler(func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }))
+	// runUntil runs s until cond holds, for a minute at most.
+	runUntil := func(what string, cond func() bool) {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		done := make(chan error, 1)
+		go func() { done <- s.Run(rctx) }()
+		for !cond() && rctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Run: %v, want the context's error", err)
+		}
+		if !cond() {
+			t.Fatalf("Run for a minute: %s", what)
+		}
+	}
+	keptSize := func() int64 {
+		b, _ := sink.Latest(ctx)
+		text, _, _ := cutNote(string(b))
+		c, _ := ParseCheckpointText(text)
+		return c.Size
+	}
+	runUntil("the file sink keeps no checkpoint of the 40 logs", func() bool { return keptSize() == 40 })
+	before, err := sink.Latest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	victim := tr.logs[5].ID
+	tr.tamper(t, "UPDATE audit_logs SET actor_id = 'mallory' WHERE id = $1", victim)
+	tr.tamper(t, "DELETE FROM audit_seals WHERE seq >= (SELECT min(seq) FROM audit_seals WHERE count > 0)")
+	countSeals := func() int {
+		var n int
+		if err := mustPool(t).QueryRow(ctx, "SELECT count(*) FROM "+newTables(tr.schema).seals).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	left := countSeals()
+
+	// The running sealer remembers what it signed.
+	runUntil("no error from the sealer", func() bool { mu.Lock(); defer mu.Unlock(); return len(errs) >= 3 })
+	mu.Lock()
+	for _, err := range errs {
+		if !errors.Is(err, ErrInconsistent) {
+			t.Errorf("Run reported %v, want ErrInconsistent", err)
+		}
+	}
+	mu.Unlock()
+	if after, _ := sink.Latest(ctx); string(after) != string(before) {
+		t.Errorf("the file sink's checkpoint changed to %q", after)
+	}
+	// Restarted, it reads what its FileSink kept; or is given it.
+	for name, opt := range map[string]SealerOption{
+		"a FileSink":  WithSinks(sink),
+		"WithTrusted": WithTrusted(before),
+	} {
+		if _, err := newSealer(t, tr.schema, tr.key, opt).Seal(ctx); !errors.Is(err, ErrInconsistent) {
+			t.Errorf("a sealer restarted with %s: got %v, want ErrInconsistent", name, err)
+		}
+	}
+	if n := countSeals(); n != left {
+		t.Errorf("%d seals, want the %d left, none signed since", n, left)
+	}
+	rep := tr.verify(t, Options{Kept: [][]byte{before}})
+	if rep.OK() || !slices.ContainsFunc(rep.Findings, func(f Finding) bool { return f.Kind == Truncated }) {
+		t.Errorf("with the file sink's checkpoint: findings %v, want the tree found cut short", rep.Findings)
+	}
+}
+
+// TestSealChecksLastSeal alters the last seal in the database in the ways
+// that would make a sealer that takes it as it is sign a tree it never
+// had: a fresh sealer, which trusts no checkpoint yet, refuses each.
+func TestSealChecksLastSeal(t *testing.T) {
+	t.Parallel()
+	other, _, _ := newKey(t, testOrigin, 2)
+	for _, tt := range []struct {
+		name   string
+		tamper func(tr *trail, last int64)
+	}{
+		{"its bookkeeping changed", func(tr *trail, last int64) {
+			tr.tamper(t, "UPDATE audit_seals SET next_xact = 4611686018427387904 WHERE seq = $1", last)
+		}},
+		{"its leaf records changed", func(tr *trail, last int64) {
+			tr.tamper(t, "UPDATE audit_seals SET leaves = overlay(leaves PLACING '\\x01'::bytea FROM 3) WHERE seq = $1", last)
+		}},
+		{"its checkpoint signed by another key", func(tr *trail, last int64) {
+			var msg string
+			if err := mustPool(t).QueryRow(context.Background(), "SELECT checkpoint FROM "+newTables(tr.schema).seals+" WHERE seq = $1", last).Scan(&msg); err != nil {
+				t.Fatal(err)
 			}
-			break
-		}
-		if cp.Size != 0 || time.Now().After(deadline) {
-			t.Fatalf("sealed a tree of %d, want the seal to stop at the invalid log", cp.Size)
-		}
-		time.Sleep(20 * time.Millisecond) // the insert is not below the horizon yet
+			text, _, _ := cutNote(msg)
+			forged, err := note.Sign(&note.Note{Text: text}, other.Signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr.tamper(t, "UPDATE audit_seals SET checkpoint = $1 WHERE seq = $2", string(forged), last)
+		}},
+		{"its stored hashes changed", func(tr *trail, _ int64) {
+			tr.tamper(t, "UPDATE audit_seals SET hashes = decode(repeat('00', length(hashes)), 'hex') WHERE seq = (SELECT max(seq) FROM audit_seals WHERE count > 0)")
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tr := newTrail(t, 40)
+			var last int64
+			if err := mustPool(t).QueryRow(context.Background(), "SELECT max(seq) FROM "+newTables(tr.schema).seals).Scan(&last); err != nil {
+				t.Fatal(err)
+			}
+			tt.tamper(tr, last)
+			if _, err := newSealer(t, tr.schema, tr.key).Seal(context.Background()); !errors.Is(err, ErrInconsistent) {
+				t.Fatalf("got %v, want ErrInconsistent", err)
+			}
+		})
 	}
-	if cp, err := NewTree(mustPool(t), schema).Latest(ctx); err == nil && cp.Size != 0 {
-		t.Fatalf("a tree of %d after the invalid log, want none", cp.Size)
+}
+
+// TestNewSealerKeys: NewSealer takes only keys named as the origin, whose
+// verifier is their own.
+func TestNewSealerKeys(t *testing.T) {
+	t.Parallel()
+	key, _, _ := newKey(t, testOrigin, 1)
+	other, _, _ := newKey(t, testOrigin, 2)
+	foreign, _, _ := newKey(t, "example.com/audit/other", 3)
+	for _, tt := range []struct {
+		name string
+		keys []Key
+		opts []SealerOption
+	}{
+		{"no key", nil, nil},
+		{"a key named otherwise", []Key{foreign}, nil},
+		{"the verifier of another key", []Key{{Signer: key.Signer, Verifier: other.Verifier}}, nil},
+		{"a previous key named otherwise", []Key{key}, []SealerOption{WithPreviousKeys(foreign.Verifier)}},
+	} {
+		if _, err := NewSealer(mustPool(t), testOrigin, tt.keys, tt.opts...); err == nil {
+			t.Errorf("%s: NewSealer succeeded, want an error", tt.name)
+		}
 	}
+	if _, err := NewSealer(mustPool(t), testOrigin, []Key{key, other}, WithPreviousKeys(key.Verifier)); err != nil {
+		t.Errorf("two keys of the trail: %v", err)
+	}
+}
+
+// TestSealLateCommitSavepoint holds open a transaction that wrote a log
+// inside a savepoint: the log's xact_id is the top-level transaction's
+// (what pg_current_xact_id() returns, not the subtransaction's), so the
+// open transaction holds the horizon back and the log is sealed after it
+// commits, never skipped.
+func TestSealLateCommitSavepoint(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := newSchema(t)
+	repo := newRepo(t, schema)
+	key, _, _ := newKey(t, testOrigin, 1)
+	sl := newSealer(t, schema, key)
+	logs := makeLogs("sp", 2, testTime)
+	tx, err := mustPool(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	for _, q := range []string{"SELECT 1", "SAVEPOINT a"} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO "+newTables(schema).logs+" (id, source, action, actor_type, created_at) VALUES ($1, 'frontier', 'app.late', 'user', $2)",
+		logs[0].ID, logs[0].CreatedAt); err != nil {
+		t.Fatal(err)
+	}
+	var xact, top int64
+	var sub string
+	if err := tx.QueryRow(ctx, "SELECT xact_id, pg_current_xact_id()::text::bigint, xmin::text FROM "+newTables(schema).logs+" WHERE id = $1", logs[0].ID).Scan(&xact, &top, &sub); err != nil {
+		t.Fatal(err)
+	}
+	if xact != top || sub == fmt.Sprint(top) {
+		t.Fatalf("xact_id %d, top-level transaction %d, row xmin %s: want the top-level id, and a subtransaction's xmin", xact, top, sub)
+	}
+	if _, err := tx.Exec(ctx, "RELEASE a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Create(ctx, logs[1]); err != nil { // newer, committed first
+		t.Fatal(err)
+	}
+	for range 3 {
+		if cp, err := sl.Seal(ctx); err != nil || cp.Size != 0 {
+			t.Fatalf("a seal while the savepoint's transaction is open: size %d, %v; want 0", cp.Size, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cp := sealAll(t, sl, schema); cp.Size != 2 {
+		t.Fatalf("after the commit: size %d, want 2", cp.Size)
+	}
+	checkDense(t, schema)
+}
+
+// The restore process: the test binary run again, through
+// scripts/with-postgres.sh on a cluster of its own, with restoreEnv set to
+// a directory holding a trail dumped from the test's cluster. It restores
+// the trail, writes a log and seals, and prints the seal's outcome.
+const restoreEnv = "AUDIT_RESTORE_DIR"
+
+func runRestoreProcess() int {
+	dir := os.Getenv(restoreEnv)
+	ctx := context.Background()
+	conn, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		fmt.Println("connect:", err)
+		return 1
+	}
+	defer conn.Close()
+	if err := postgres.Migrate(ctx, conn, "restored"); err != nil {
+		fmt.Println("migrate:", err)
+		return 1
+	}
+	c, err := conn.Acquire(ctx)
+	if err != nil {
+		fmt.Println("connect:", err)
+		return 1
+	}
+	defer c.Release()
+	for _, table := range []string{"audit_logs", "audit_seals"} {
+		f, err := os.Open(filepath.Join(dir, table))
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		_, err = c.Conn().PgConn().CopyFrom(ctx, f, "COPY restored."+table+" FROM STDIN")
+		f.Close()
+		if err != nil {
+			fmt.Println("restoring", table+":", err)
+			return 1
+		}
+	}
+	repo := postgres.NewRepository(conn, postgres.WithSchema("restored"))
+	defer repo.Close()
+	if err := repo.Create(ctx, makeLogs("after-restore", 1, time.Now())[0]); err != nil {
+		fmt.Println("create:", err)
+		return 1
+	}
+	k, _, err := seededKey(testOrigin, 1)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	sl, err := NewSealer(conn, testOrigin, []Key{k}, WithSchema("restored"))
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	cp, err := sl.Seal(ctx)
+	fmt.Printf("seal: size %d, regressed %v, %v\n", cp.Size, errors.Is(err, ErrXactRegressed), err)
+	return 0
+}
+
+// TestSealXactRegressed dumps a sealed trail and restores it into another
+// cluster, whose transaction ids are below the trail's: a log written
+// there would sort before every sealed one, where sealing never looks, so
+// the sealer must refuse with ErrXactRegressed rather than sign the same
+// tree again and again.
+func TestSealXactRegressed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tr := newTrail(t, 20)
+	// A new cluster starts below a thousand; make this one's ids higher.
+	var xact int64
+	if err := mustPool(t).QueryRow(ctx, "SELECT pg_current_xact_id()::text::bigint").Scan(&xact); err != nil {
+		t.Fatal(err)
+	}
+	if xact < 5000 {
+		if _, err := mustPool(t).Exec(ctx, fmt.Sprintf("DO $$ BEGIN FOR i IN 1..%d LOOP PERFORM pg_current_xact_id(); COMMIT; END LOOP; END $$", 5000-xact)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo := newRepo(t, tr.schema)
+	if err := repo.Create(ctx, makeLogs("late", 1, time.Now())[0]); err != nil {
+		t.Fatal(err)
+	}
+	sealAll(t, tr.sealer, tr.schema)
+	dir := t.TempDir()
+	conn, err := mustPool(t).Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"audit_logs", "audit_seals"} {
+		f, err := os.Create(filepath.Join(dir, table))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Conn().PgConn().CopyTo(ctx, f, "COPY "+pgx.Identifier{tr.schema, table}.Sanitize()+" TO STDOUT"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Release()
+
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, "../../../scripts/with-postgres.sh", os.Args[0], "-test.run=^$")
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "DATABASE_URL=") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	cmd.Env = append(cmd.Env, restoreEnv+"="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the restore process: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "regressed true") {
+		t.Fatalf("sealing after the restore: %s; want ErrXactRegressed", out)
+	}
+	t.Logf("the restore process: %s", out)
 }

@@ -3,14 +3,17 @@ package integrity
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/google/uuid"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/raystack/salt/audit"
 )
@@ -19,30 +22,75 @@ import (
 // to keep a copy outside the database: a checkpoint kept elsewhere is what
 // shows a tail deleted from the database, checkpoints included.
 //
+// With the checkpoint comes p, which proves, from the tree in the
+// database, that the tree of cp extends an older one: what a sink that
+// keeps checkpoints (FileSink) or a witness (C2SP tlog-witness asks for
+// the proof from the size it last saw) needs. A proof read from the
+// database is no evidence by itself; check it with VerifyConsistency
+// against the roots of both checkpoints.
+//
 // Publish must not retain or modify cp.Note after it returns. The Sealer
 // calls it from Run's goroutine, one checkpoint at a time, bounded by
 // WithSinkTimeout.
 type Sink interface {
-	Publish(ctx context.Context, cp Checkpoint) error
+	Publish(ctx context.Context, cp Checkpoint, p Prover) error
+}
+
+// Prover proves that a tree extends an older one. *Tree is one.
+type Prover interface {
+	// ConsistencyProof returns the proof that the tree of size oldSize is
+	// a prefix of the tree of size newSize (see Tree.ConsistencyProof).
+	ConsistencyProof(ctx context.Context, oldSize, newSize int64) (tlog.TreeProof, error)
+}
+
+// Keeper is a Sink that keeps the checkpoints it is handed and can return
+// the latest. At its first seal, a Sealer reads the latest of each of its
+// Keeper sinks, and refuses to sign a tree that does not extend it: a
+// Sealer restarted after the database's history was rewritten does not
+// sign the rewritten one.
+type Keeper interface {
+	Sink
+	// Latest returns the latest checkpoint kept, as the signed note it
+	// was handed, or nil if it keeps none yet.
+	Latest(ctx context.Context) ([]byte, error)
 }
 
 // SinkFunc adapts a function to a Sink.
-type SinkFunc func(ctx context.Context, cp Checkpoint) error
+type SinkFunc func(ctx context.Context, cp Checkpoint, p Prover) error
 
-// Publish calls f(ctx, cp).
-func (f SinkFunc) Publish(ctx context.Context, cp Checkpoint) error { return f(ctx, cp) }
+// Publish calls f(ctx, cp, p).
+func (f SinkFunc) Publish(ctx context.Context, cp Checkpoint, p Prover) error { return f(ctx, cp, p) }
 
-// FileSink keeps the latest checkpoint in the file Path, replaced whole
-// (written to a temporary file beside it, synced, then renamed), so that
-// the file always holds one complete signed note: the file to give the
-// verifier as the checkpoint kept. Put it on another machine's disk, a
-// mounted bucket, or anywhere the database's owner cannot write.
+// FileSink keeps the latest checkpoint in the file Path, so that the file
+// always holds one complete signed note: the file to give the verifier as
+// the checkpoint kept. Put it on another machine's disk, a mounted bucket,
+// or anywhere the database's owner cannot write; give each replica a file
+// of its own.
+//
+// It replaces the checkpoint it holds only with one that extends it: of
+// the same size and root (a later time), or larger with a consistency
+// proof from the one it holds that verifies. Anything else is refused
+// with an error wrapping ErrInconsistent, and the file keeps what it held:
+// so that a Sealer made to sign a rewritten history, or a stale replica,
+// cannot overwrite the evidence. The new file is written beside the old,
+// synced, renamed over it, and the directory synced.
 type FileSink struct {
 	Path string
 }
 
+var _ Keeper = FileSink{}
+
 // Publish implements Sink.
-func (s FileSink) Publish(_ context.Context, cp Checkpoint) error {
+func (s FileSink) Publish(ctx context.Context, cp Checkpoint, p Prover) error {
+	old, err := s.Latest(ctx)
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		if err := checkExtends(ctx, old, cp, p); err != nil {
+			return fmt.Errorf("integrity: file sink %s: %w", s.Path, err)
+		}
+	}
 	dir, base := filepath.Split(s.Path)
 	if dir == "" {
 		dir = "."
@@ -66,7 +114,47 @@ func (s FileSink) Publish(_ context.Context, cp Checkpoint) error {
 	if err := os.Rename(f.Name(), s.Path); err != nil {
 		return fmt.Errorf("integrity: file sink: %w", err)
 	}
+	// The rename is durable once the directory is.
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("integrity: file sink: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("integrity: file sink: syncing %s: %w", dir, err)
+	}
 	return nil
+}
+
+// Latest implements Keeper: the file's content, or nil if there is no
+// file yet.
+func (s FileSink) Latest(context.Context) ([]byte, error) {
+	b, err := os.ReadFile(s.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("integrity: file sink: %w", err)
+	}
+	return b, nil
+}
+
+// checkExtends returns an error wrapping ErrInconsistent unless the tree
+// of cp extends the tree of the checkpoint note old, as p proves. The
+// signature of old is not checked: it is what the sink itself kept.
+func checkExtends(ctx context.Context, old []byte, cp Checkpoint, p Prover) error {
+	text, _, ok := cutNote(string(old))
+	if !ok {
+		return fmt.Errorf("%w: the checkpoint kept is not a signed note", ErrInconsistent)
+	}
+	kept, err := ParseCheckpointText(text)
+	if err != nil {
+		return fmt.Errorf("%w: the checkpoint kept: %w", ErrInconsistent, err)
+	}
+	if kept.Origin != cp.Origin {
+		return fmt.Errorf("%w: the checkpoint kept is of %q, not %q", ErrInconsistent, kept.Origin, cp.Origin)
+	}
+	return extends(cp, kept, func(oldSize int64) (tlog.TreeProof, error) { return p.ConsistencyProof(ctx, oldSize, cp.Size) })
 }
 
 // ActionCheckpoint is the action of the logs PublisherSink hands to
@@ -85,7 +173,7 @@ type PublisherSink struct {
 
 // Publish implements Sink. It publishes to every publisher, and returns
 // the first error.
-func (s PublisherSink) Publish(ctx context.Context, cp Checkpoint) error {
+func (s PublisherSink) Publish(ctx context.Context, cp Checkpoint, _ Prover) error {
 	src := s.Source
 	if src == "" {
 		src = "audit-sealer"
@@ -123,7 +211,7 @@ type WebhookSink struct {
 }
 
 // Publish implements Sink.
-func (s WebhookSink) Publish(ctx context.Context, cp Checkpoint) error {
+func (s WebhookSink) Publish(ctx context.Context, cp Checkpoint, _ Prover) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(cp.Note))
 	if err != nil {
 		return fmt.Errorf("integrity: webhook sink: %w", err)

@@ -2,16 +2,16 @@ package integrity
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/raystack/salt/audit"
-	"github.com/raystack/salt/examples/postgres"
 )
 
 // ErrNotSealed is returned when a log or a tree size asked for is not in
@@ -48,71 +48,6 @@ func newTables(schema string) tables {
 	return t
 }
 
-// logColumns are the columns a log is read with; xact_id comes last, 0
-// for a row written before migration 4.
-const logColumns = "id, org_id, source, action, actor_id, actor_type, actor_name, " +
-	"target_id, target_type, target_name, metadata, created_at, COALESCE(xact_id, 0)"
-
-// storedLog is a row of audit_logs.
-type storedLog struct {
-	log    audit.Log
-	xactID int64
-}
-
-// scanLog reads a row selected with logColumns. Sealing and verifying
-// read every log, so it reads the raw values: the ten strings share one
-// allocation, and metadata is decoded as the Repository decodes it.
-func scanLog(rows pgx.Rows) (storedLog, error) {
-	var s storedLog
-	vals := rows.RawValues()
-	fds := rows.FieldDescriptions()
-	if len(vals) != 13 {
-		return s, fmt.Errorf("got %d columns, want 13", len(vals))
-	}
-	n := 0
-	for _, v := range vals[:10] {
-		n += len(v)
-	}
-	md := vals[10]
-	if fds[10].Format == pgx.BinaryFormatCode { // jsonb: a version byte, then the text
-		if len(md) == 0 || md[0] != 1 {
-			return s, fmt.Errorf("unexpected jsonb encoding of metadata")
-		}
-		md = md[1:]
-	}
-	buf := make([]byte, 0, n+len(md))
-	for _, v := range vals[:10] {
-		buf = append(buf, v...)
-	}
-	buf = append(buf, md...)
-	all := string(buf)
-	var f [10]string
-	off := 0
-	for i, v := range vals[:10] {
-		f[i] = all[off : off+len(v)]
-		off += len(v)
-	}
-	l := &s.log
-	*l = audit.Log{
-		ID: f[0], OrgID: f[1], Source: f[2], Action: f[3],
-		Actor:  audit.Actor{ID: f[4], Type: f[5], Name: f[6]},
-		Target: audit.Target{ID: f[7], Type: f[8], Name: f[9]},
-	}
-	tm := rows.Conn().TypeMap()
-	if err := tm.Scan(fds[11].DataTypeOID, fds[11].Format, vals[11], &l.CreatedAt); err != nil {
-		return s, fmt.Errorf("created_at of log %q: %w", l.ID, err)
-	}
-	l.CreatedAt = l.CreatedAt.UTC()
-	if err := tm.Scan(fds[12].DataTypeOID, fds[12].Format, vals[12], &s.xactID); err != nil {
-		return s, fmt.Errorf("xact_id of log %q: %w", l.ID, err)
-	}
-	var err error
-	if l.Metadata, err = postgres.DecodeMetadata(all[off:]); err != nil {
-		return s, fmt.Errorf("metadata of log %q: %w", l.ID, err)
-	}
-	return s, nil
-}
-
 // key is the order in which logs are sealed: by the transaction that
 // wrote them, then by ID, bytewise.
 type key struct {
@@ -124,31 +59,58 @@ func (k key) less(o key) bool {
 	return k.xact < o.xact || k.xact == o.xact && k.id < o.id
 }
 
-// seal is a row of audit_seals, as the verifier reads it.
-type seal struct {
-	seq, treeSize    int64
-	count            int
-	last             key
-	horizon, next    int64
-	complete         bool
-	leaves, hashes   []byte
-	checkpoint       []byte
-	sealedAt         time.Time
-	firstHash        int64
-	firstLeafOfBatch int64
+// sealHead is the bookkeeping of a seal: the columns of its row in
+// audit_seals other than its leaves, stored hashes and checkpoint. Seal
+// seq appended leaves [treeSize-count, treeSize), whose stored hashes
+// start at firstHash; last is the (xact_id, id) of the last log sealed so
+// far; horizon and next are the xmin and xmax of the seal's snapshot; and
+// complete says that every log below horizon is sealed.
+type sealHead struct {
+	seq, treeSize int64
+	count         int
+	firstHash     int64
+	last          key
+	horizon, next int64
+	complete      bool
 }
 
-const sealColumns = "seq, tree_size, count, last_xact, last_id, horizon, next_xact, complete, leaves, hashes, checkpoint, sealed_at"
+// SealDomain opens the encoding of a seal's bookkeeping that its
+// checkpoint signs (see sealHead.digest), before the version byte.
+const SealDomain = "salt-audit-seal\x00"
 
-func scanSeal(row pgx.Row) (seal, error) {
-	var s seal
-	var cp string
-	err := row.Scan(&s.seq, &s.treeSize, &s.count, &s.last.xact, &s.last.id, &s.horizon, &s.next, &s.complete,
-		&s.leaves, &s.hashes, &cp, &s.sealedAt)
-	s.checkpoint = []byte(cp)
-	s.firstLeafOfBatch = s.treeSize - int64(s.count)
-	s.firstHash = tlog.StoredHashIndex(0, s.firstLeafOfBatch)
-	return s, err
+// digest returns the SHA-256 that the checkpoint of the seal carries on
+// its "seal" line, so that the signature covers the seal's bookkeeping and
+// its leaf records, not the tree alone: SealDomain, the version 1, seq,
+// tree size, count, first hash, last xact (8 bytes each, big endian), the
+// last ID (its length in 4 bytes, then its bytes), horizon and next xact
+// (8 bytes each), complete (1 byte) and the SHA-256 of the leaves column.
+func (h *sealHead) digest(leavesHash [sha256.Size]byte) tlog.Hash {
+	b := make([]byte, 0, len(SealDomain)+1+6*8+4+len(h.last.id)+2*8+1+sha256.Size)
+	b = append(b, SealDomain...)
+	b = append(b, 1)
+	for _, v := range []int64{h.seq, h.treeSize, int64(h.count), h.firstHash, h.last.xact} {
+		b = binary.BigEndian.AppendUint64(b, uint64(v))
+	}
+	b = appendCanonicalString(b, h.last.id)
+	b = binary.BigEndian.AppendUint64(b, uint64(h.horizon))
+	b = binary.BigEndian.AppendUint64(b, uint64(h.next))
+	if h.complete {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = append(b, leavesHash[:]...)
+	return sha256.Sum256(b)
+}
+
+// firstLeaf returns the index of the first leaf the seal appended.
+func (h *sealHead) firstLeaf() int64 { return h.treeSize - int64(h.count) }
+
+// headColumns are the columns of a sealHead, in scanHead's order.
+const headColumns = "seq, tree_size, count, first_hash, last_xact, last_id, horizon, next_xact, complete"
+
+func (h *sealHead) dest() []any {
+	return []any{&h.seq, &h.treeSize, &h.count, &h.firstHash, &h.last.xact, &h.last.id, &h.horizon, &h.next, &h.complete}
 }
 
 // Tree reads the sealed tree of one schema: its checkpoints, and proofs
@@ -251,26 +213,33 @@ func (t *Tree) readHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, er
 
 // LeafIndex returns the leaf index of the log with ID id, and the log as
 // stored. It returns an error wrapping audit.ErrNotFound for an unknown
-// ID, and ErrNotSealed for a log not sealed yet.
+// ID, and ErrNotSealed for a log not sealed yet. For a row that is not a
+// valid log, sealed as its raw columns, the log holds what could be read.
 func (t *Tree) LeafIndex(ctx context.Context, id string) (int64, audit.Log, error) {
+	i, s, err := t.leafIndex(ctx, id)
+	return i, s.log, err
+}
+
+func (t *Tree) leafIndex(ctx context.Context, id string) (int64, storedLog, error) {
+	var s storedLog
 	rows, err := t.db.Query(ctx, "SELECT "+logColumns+" FROM "+t.t.logs+" WHERE id = $1", id)
 	if err != nil {
-		return 0, audit.Log{}, fmt.Errorf("integrity: reading log %q: %w", id, err)
+		return 0, s, fmt.Errorf("integrity: reading log %q: %w", id, err)
 	}
-	var s storedLog
+	var sc rowScanner
 	found := false
 	for rows.Next() {
-		if s, err = scanLog(rows); err != nil {
+		if s, err = sc.scan(rows); err != nil {
 			rows.Close()
-			return 0, audit.Log{}, fmt.Errorf("integrity: reading log %q: %w", id, err)
+			return 0, s, fmt.Errorf("integrity: reading log %q: %w", id, err)
 		}
 		found = true
 	}
 	if err := rows.Err(); err != nil {
-		return 0, audit.Log{}, fmt.Errorf("integrity: reading log %q: %w", id, err)
+		return 0, s, fmt.Errorf("integrity: reading log %q: %w", id, err)
 	}
 	if !found {
-		return 0, audit.Log{}, fmt.Errorf("%w: log %q", audit.ErrNotFound, id)
+		return 0, s, fmt.Errorf("%w: log %q", audit.ErrNotFound, id)
 	}
 	// The first seal whose last key is at or after the log's key holds it.
 	var size int64
@@ -280,26 +249,26 @@ func (t *Tree) LeafIndex(ctx context.Context, id string) (int64, audit.Log, erro
 		" WHERE count > 0 AND (last_xact, last_id) >= ($1, $2) ORDER BY last_xact, last_id, seq LIMIT 1",
 		s.xactID, s.log.ID).Scan(&size, &count, &leaves)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, s.log, fmt.Errorf("%w: log %q", ErrNotSealed, id)
+		return 0, s, fmt.Errorf("%w: log %q", ErrNotSealed, id)
 	}
 	if err != nil {
-		return 0, s.log, fmt.Errorf("integrity: finding the seal of log %q: %w", id, err)
+		return 0, s, fmt.Errorf("integrity: finding the seal of log %q: %w", id, err)
 	}
 	recs, err := parseLeaves(leaves, count)
 	if err != nil {
-		return 0, s.log, err
+		return 0, s, err
 	}
 	for i := range recs {
 		if recs[i].id == id {
-			return size - int64(count) + int64(i), s.log, nil
+			return size - int64(count) + int64(i), s, nil
 		}
 	}
-	return 0, s.log, fmt.Errorf("%w: log %q is not in the seal that should hold it", ErrNotSealed, id)
+	return 0, s, fmt.Errorf("%w: log %q is not in the seal that should hold it", ErrNotSealed, id)
 }
 
 // InclusionProof returns the proof that the log with ID id is in the tree
 // of the checkpoint of treeSize (the latest checkpoint if treeSize is 0),
-// with that checkpoint and the log: everything VerifyInclusion needs,
+// with that checkpoint and the log: everything InclusionProof.Verify needs,
 // offline.
 func (t *Tree) InclusionProof(ctx context.Context, id string, treeSize int64) (InclusionProof, error) {
 	var cp Checkpoint
@@ -312,10 +281,16 @@ func (t *Tree) InclusionProof(ctx context.Context, id string, treeSize int64) (I
 	if err != nil {
 		return InclusionProof{}, err
 	}
-	index, l, err := t.LeafIndex(ctx, id)
+	index, row, err := t.leafIndex(ctx, id)
 	if err != nil {
 		return InclusionProof{}, err
 	}
+	if row.bad != nil {
+		// Its leaf hashes its raw columns, which an InclusionProof does
+		// not carry.
+		return InclusionProof{}, fmt.Errorf("integrity: log %q, leaf %d, is not a valid log (%w): %w", id, index, row.bad.why, audit.ErrInvalidLog)
+	}
+	l := row.log
 	if index >= cp.Size {
 		return InclusionProof{}, fmt.Errorf("%w: log %q is leaf %d, after the tree of size %d", ErrNotSealed, id, index, cp.Size)
 	}

@@ -2,6 +2,7 @@ package integrity
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -13,13 +14,14 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/examples/postgres/internal/pgtest"
 )
 
 // trail is a sealed trail in a schema of its own, for the tests to
 // tamper with.
 type trail struct {
 	schema    string
-	signer    note.Signer
+	key       Key
 	verifiers note.Verifiers
 	vkey      string
 	sealer    *Sealer
@@ -31,11 +33,19 @@ type trail struct {
 // Create, and seals them in several seals.
 func newTrail(tb testing.TB, n int) *trail {
 	tb.Helper()
+	return newTrailAt(tb, n, time.Now().Add(-time.Duration(n)*time.Second))
+}
+
+// newTrailAt is newTrail with logs created one second apart from start.
+// Written before the first seal, old logs are not backdated: nothing
+// tells when they were stored.
+func newTrailAt(tb testing.TB, n int, start time.Time) *trail {
+	tb.Helper()
 	ctx := context.Background()
 	tr := &trail{schema: newSchema(tb)}
-	tr.signer, tr.verifiers, tr.vkey = newKey(tb, testOrigin, 1)
+	tr.key, tr.verifiers, tr.vkey = newKey(tb, testOrigin, 1)
 	repo := newRepo(tb, tr.schema)
-	tr.logs = makeLogs("log", n, time.Now().Add(-time.Duration(n)*time.Second))
+	tr.logs = makeLogs("log", n, start)
 	split := max(n-3, 0)
 	for i := 0; i < split; i += 1000 {
 		if err := repo.CreateBatch(ctx, tr.logs[i:min(i+1000, split)]); err != nil {
@@ -47,7 +57,7 @@ func newTrail(tb testing.TB, n int) *trail {
 			tb.Fatal(err)
 		}
 	}
-	tr.sealer = newSealer(tb, tr.schema, tr.signer, WithMaxLeaves(max(n/4, 1)))
+	tr.sealer = newSealer(tb, tr.schema, tr.key, WithMaxLeaves(max(n/4, 1)))
 	tr.kept = sealAll(tb, tr.sealer, tr.schema)
 	return tr
 }
@@ -75,35 +85,7 @@ func (tr *trail) verify(tb testing.TB, opts Options) *Report {
 // disabled, as someone who owns the table, or a superuser, can.
 func (tr *trail) tamper(tb testing.TB, sql string, args ...any) {
 	tb.Helper()
-	ctx := context.Background()
-	tx, err := mustPool(tb).Begin(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	for _, q := range []string{
-		"SET LOCAL search_path TO " + pgx.Identifier{tr.schema}.Sanitize(),
-		"ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_append_only",
-		"ALTER TABLE audit_seals DISABLE TRIGGER audit_seals_append_only",
-	} {
-		if _, err := tx.Exec(ctx, q); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if _, err := tx.Exec(ctx, sql, args...); err != nil {
-		tb.Fatalf("%s: %v", sql, err)
-	}
-	for _, q := range []string{
-		"ALTER TABLE audit_logs ENABLE TRIGGER audit_logs_append_only",
-		"ALTER TABLE audit_seals ENABLE TRIGGER audit_seals_append_only",
-	} {
-		if _, err := tx.Exec(ctx, q); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		tb.Fatal(err)
-	}
+	pgtest.Tamper(tb, mustPool(tb), tr.schema, sql, args...)
 }
 
 // leafOf returns the leaf index of the log with ID id.
@@ -233,9 +215,10 @@ func TestVerifyInsertedForgery(t *testing.T) {
 	// transaction began after them.
 	forged := "forged-0001"
 	tr.tamper(t, insert, forged, time.Now().Add(-2*time.Hour))
-	checkFindings(t, tr.verify(t, Options{}), want{kind: Backdated, leaf: -1, id: forged, words: "not sealed yet"})
+	checkFindings(t, tr.verify(t, Options{}), want{kind: Backdated, leaf: -1, id: forged, words: "not sealed yet"},
+		want{kind: Stale, leaf: -1, words: "1 logs are not sealed"})
 	sealAll(t, tr.sealer, tr.schema)
-	checkFindings(t, tr.verify(t, Options{}), want{kind: Backdated, leaf: tr.leafOf(t, forged), id: forged, words: "sealed"})
+	checkFindings(t, tr.verify(t, Options{}), want{kind: Backdated, leaf: tr.leafOf(t, forged), id: forged, words: "(sealed)"})
 
 	// One that claims an old transaction, to hide among the sealed logs.
 	old := "forged-0002"
@@ -263,18 +246,25 @@ func TestVerifyTruncatedTail(t *testing.T) {
 	tr.tamper(t, "DELETE FROM audit_logs WHERE id LIKE 'tail-%'; DELETE FROM audit_seals WHERE tree_size > 300")
 	checkFindings(t, tr.verify(t, Options{Kept: [][]byte{kept.Note}}),
 		want{kind: Truncated, leaf: 300, words: "leaves 300 to 319 are gone"})
-	// Without a kept checkpoint, the age of the newest one shows it.
-	checkFindings(t, tr.verify(t, Options{MaxAge: time.Minute, Now: func() time.Time { return time.Now().Add(time.Hour) }}),
-		want{kind: Stale, leaf: -1, words: "may have been deleted"})
-	// Every seal deleted: the logs wait to be sealed for too long.
+	// The sealer that signed the tree of 320 signs no shorter one, so the
+	// checkpoints stop, and their age shows it.
+	if _, err := tr.sealer.Seal(ctx); !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("a seal after the tail was deleted: got %v, want ErrInconsistent", err)
+	}
+	later := func() time.Time { return time.Now().Add(2 * time.Hour) }
+	checkFindings(t, tr.verify(t, Options{Now: later}),
+		want{kind: Stale, leaf: -1, words: "the sealer has stopped, or the seals after it were deleted"})
+	// Every seal deleted: the logs wait to be sealed for too long, and the
+	// sealer, or one started with the kept checkpoint, still refuses.
 	tr.tamper(t, "DELETE FROM audit_seals")
-	checkFindings(t, tr.verify(t, Options{MaxAge: time.Minute, Now: func() time.Time { return time.Now().Add(time.Hour) }}),
+	checkFindings(t, tr.verify(t, Options{Now: later}),
 		want{kind: Stale, leaf: -1, words: "300 logs are not sealed"},
 		want{kind: Stale, leaf: -1, words: "there is no valid checkpoint"})
-	// A client that kept an older checkpoint sees the tree grow past it,
-	// consistently, once sealing goes on.
-	sealAll(t, tr.sealer, tr.schema)
-	checkFindings(t, tr.verify(t, Options{Kept: [][]byte{tr.kept.Note}}))
+	for _, s := range []*Sealer{tr.sealer, newSealer(t, tr.schema, tr.key, WithTrusted(kept.Note))} {
+		if _, err := s.Seal(ctx); !errors.Is(err, ErrInconsistent) {
+			t.Fatalf("a seal after every seal was deleted: got %v, want ErrInconsistent", err)
+		}
+	}
 }
 
 func TestVerifyOtherKey(t *testing.T) {
@@ -298,17 +288,18 @@ func TestVerifyOtherKey(t *testing.T) {
 	var wants []want
 	for _, c := range cps {
 		text, _, _ := cutNote(c.Note)
-		msg, err := note.Sign(&note.Note{Text: text}, other)
+		msg, err := note.Sign(&note.Note{Text: text}, other.Signer)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tr.tamper(t, "UPDATE audit_seals SET checkpoint = $1 WHERE seq = $2", string(msg), c.Seq)
 		wants = append(wants, want{kind: UnknownKey, leaf: -1, words: fmt.Sprintf("checkpoint of seal %d ", c.Seq)})
 	}
-	wants = append(wants, want{kind: Unverified, leaf: -1, words: "nothing in the tree is authenticated"})
+	wants = append(wants, want{kind: Unverified, leaf: -1, words: "nothing in the tree is authenticated"},
+		want{kind: Stale, leaf: -1, words: "there is no valid checkpoint"})
 	checkFindings(t, tr.verify(t, Options{}), wants...)
 	// A kept checkpoint of another key is reported too.
-	msg, _ := note.Sign(&note.Note{Text: tr.kept.text()}, other)
+	msg, _ := note.Sign(&note.Note{Text: tr.kept.text()}, other.Signer)
 	rep := tr.verify(t, Options{Kept: [][]byte{msg}})
 	if !slices.ContainsFunc(rep.Findings, func(f Finding) bool { return f.Kind == UnknownKey && strings.Contains(f.Detail, "kept checkpoint 1") }) {
 		t.Fatalf("a kept checkpoint of another key: findings %v, want unknown-key", rep.Findings)
@@ -373,37 +364,52 @@ func TestVerifyMissingSeal(t *testing.T) {
 	}
 }
 
+// purge deletes the logs created before cutoff with the retention
+// function, and writes in the same transaction a purge log of time at
+// that counts count logs (or as many as it deleted, if count is
+// negative), as retention does. It returns how many it deleted.
+func (tr *trail) purge(tb testing.TB, cutoff time.Time, count int64, at time.Time) int64 {
+	tb.Helper()
+	ctx := context.Background()
+	tx, err := mustPool(tb).Begin(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	var n int64
+	if err := tx.QueryRow(ctx, "SELECT "+pgx.Identifier{tr.schema, "audit_logs_purge"}.Sanitize()+"($1, NULL)", cutoff).Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	if count < 0 {
+		count = n
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO "+newTables(tr.schema).logs+" (id, source, action, actor_type, metadata, created_at) VALUES ($1, 'retention', $2, 'system', $3, $4)",
+		fmt.Sprintf("purge-%d", at.UnixNano()), ActionPurged, purgeMetadata(cutoff, count), at); err != nil {
+		tb.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// purgeMetadata is the metadata of a purge log, as JSON.
+func purgeMetadata(cutoff time.Time, count int64) string {
+	return fmt.Sprintf(`{"cutoff": %q, "count": "%d"}`, cutoff.UTC().Format(purgeCutoffLayout), count)
+}
+
 // TestVerifyRetention purges old logs the way retention does, writing a
-// purge log in the same transaction, and deletes one more: the verifier
-// reports the purged logs as removed by retention, and the other as
-// deleted.
+// purge log in the same transaction: before and after it is sealed, the
+// verifier reports the purged logs as removed by retention; a log deleted
+// after the cutoff is deleted.
 func TestVerifyRetention(t *testing.T) {
 	t.Parallel()
-	tr := newTrail(t, 300)
-	ctx := context.Background()
-	cutoff := tr.logs[100].CreatedAt.UTC().Truncate(time.Microsecond) // logs 0 to 99 are older
-	purge := func(count int64) {
-		tx, err := mustPool(t).Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = tx.Rollback(ctx) }()
-		var n int64
-		if err := tx.QueryRow(ctx, "SELECT "+pgx.Identifier{tr.schema, "audit_logs_purge"}.Sanitize()+"($1, NULL)", cutoff).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if count < 0 {
-			count = n
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO "+newTables(tr.schema).logs+" (id, source, action, actor_type, metadata, created_at) VALUES ($1, 'retention', 'audit.logs.purged', 'system', $2, now())",
-			fmt.Sprintf("purge-%d", n), fmt.Sprintf(`{"cutoff": %q, "count": "%d"}`, cutoff.Format("2006-01-02T15:04:05.000000Z"), count)); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
+	tr := newTrailAt(t, 300, time.Now().Add(-72*time.Hour))
+	cutoff := tr.logs[100].CreatedAt // logs 0 to 99 are older
+	if n := tr.purge(t, cutoff, -1, time.Now()); n != 100 {
+		t.Fatalf("purged %d logs, want 100", n)
 	}
-	purge(-1)
+	checkFindings(t, tr.verify(t, Options{}), want{kind: Purged, leaf: 0, words: "100 logs, leaves 0 to 99, removed by retention"})
 	sealAll(t, tr.sealer, tr.schema)
 	checkFindings(t, tr.verify(t, Options{}), want{kind: Purged, leaf: 0, words: "100 logs, leaves 0 to 99, removed by retention"})
 
@@ -416,35 +422,165 @@ func TestVerifyRetention(t *testing.T) {
 		want{kind: Deleted, leaf: leaf, id: id})
 }
 
-// TestVerifyRetentionMiscounted: a purge log that counts fewer logs than
-// are missing before its cutoff does not cover them.
+// TestVerifyRetentionPurgesPurgeLogs purges twice, the second time past
+// the first purge log, as retention does every day once its purge logs
+// are old enough: the first purge log is gone, but its sealed leaf record
+// still counts what it purged.
+func TestVerifyRetentionPurgesPurgeLogs(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	tr := newTrailAt(t, 300, now.Add(-10*time.Minute))
+	opts := Options{MinRetention: time.Minute}
+	first := now.Add(-5 * time.Minute)
+	if n := tr.purge(t, tr.logs[100].CreatedAt, -1, first); n != 100 {
+		t.Fatalf("purged %d logs, want 100", n)
+	}
+	sealAll(t, tr.sealer, tr.schema)
+	if n := tr.purge(t, first.Add(time.Microsecond), -1, now); n != 201 {
+		t.Fatalf("purged %d logs, want the other 200 and the first purge log", n)
+	}
+	sealAll(t, tr.sealer, tr.schema)
+	checkFindings(t, tr.verify(t, opts), want{kind: Purged, leaf: 0, words: "301 logs, leaves 0 to 300, removed by retention"})
+}
+
+// TestVerifyRetentionMiscounted: purge logs must count exactly the sealed
+// logs missing under their cutoffs: fewer leave logs deleted, more are a
+// purge log that retention did not write.
 func TestVerifyRetentionMiscounted(t *testing.T) {
 	t.Parallel()
-	tr := newTrail(t, 50)
+	for _, tt := range []struct {
+		count int64
+		extra []want
+	}{
+		{2, nil},
+		{5, []want{{kind: BadPurge, leaf: -1, words: "count 5 logs removed, but 3 sealed logs are missing"}}},
+	} {
+		t.Run(fmt.Sprint(tt.count), func(t *testing.T) {
+			t.Parallel()
+			tr := newTrailAt(t, 50, time.Now().Add(-72*time.Hour))
+			if n := tr.purge(t, tr.logs[3].CreatedAt, tt.count, time.Now()); n != 3 {
+				t.Fatalf("purged %d logs, want 3", n)
+			}
+			sealAll(t, tr.sealer, tr.schema)
+			wants := tt.extra
+			for i := range 3 { // one CreateBatch wrote them: leaf i is log i
+				wants = append(wants, want{kind: Deleted, leaf: int64(i), id: tr.logs[i].ID,
+					words: fmt.Sprintf("the purge logs count %d logs removed, and 3 such logs are missing", tt.count)})
+			}
+			checkFindings(t, tr.verify(t, Options{}), wants...)
+		})
+	}
+}
+
+// TestVerifyRetentionOldestFirst deletes one old log, not the oldest, and
+// writes a purge log that counts it, through the Repository as any
+// service can: retention deletes the oldest first, so a log missing while
+// older ones are still there is deleted, and the purge log counts a log
+// that is not missing.
+func TestVerifyRetentionOldestFirst(t *testing.T) {
+	t.Parallel()
+	tr := newTrailAt(t, 50, time.Now().Add(-72*time.Hour))
 	ctx := context.Background()
-	cutoff := tr.logs[3].CreatedAt.UTC().Truncate(time.Microsecond)
-	tx, err := mustPool(t).Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, "SELECT "+pgx.Identifier{tr.schema, "audit_logs_purge"}.Sanitize()+"($1, NULL)", cutoff); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "INSERT INTO "+newTables(tr.schema).logs+" (id, source, action, actor_type, metadata, created_at) VALUES ('purge', 'retention', 'audit.logs.purged', 'system', $1, now())",
-		fmt.Sprintf(`{"cutoff": %q, "count": "2"}`, cutoff.Format("2006-01-02T15:04:05.000000Z"))); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
+	purge := &audit.Log{ID: "purge", Source: "retention", Action: ActionPurged, Actor: audit.Actor{Type: audit.ActorTypeSystem},
+		Metadata: map[string]string{"cutoff": tr.logs[10].CreatedAt.UTC().Format(purgeCutoffLayout), "count": "1"}, CreatedAt: time.Now()}
+	if err := newRepo(t, tr.schema).Create(ctx, purge); err != nil {
 		t.Fatal(err)
 	}
 	sealAll(t, tr.sealer, tr.schema)
-	var wants []want
-	// One CreateBatch wrote them: leaf i is log i.
-	for i := range 3 {
-		wants = append(wants, want{kind: Deleted, leaf: int64(i), id: tr.logs[i].ID, words: "the purge logs count 2 of the 3"})
+	tr.tamper(t, "DELETE FROM audit_logs WHERE id = $1", tr.logs[5].ID)
+	checkFindings(t, tr.verify(t, Options{}),
+		want{kind: Deleted, leaf: 5, id: tr.logs[5].ID, words: "leaf 0, an older sealed log, is still there"},
+		want{kind: BadPurge, leaf: -1, words: "count 1 logs removed, but 0 sealed logs are missing"})
+}
+
+// TestVerifyForgedPurge writes, through the Repository as any service
+// can, purge logs that claim to have removed everything, and then deletes
+// a denial and another log: neither purge log is one retention could
+// have written (a cutoff within the minimum retention of its time, and a
+// time in the future, taken as the time it was sealed), so both are named,
+// and the two logs are deleted.
+func TestVerifyForgedPurge(t *testing.T) {
+	t.Parallel()
+	tr := newTrail(t, 40)
+	ctx := context.Background()
+	repo := newRepo(t, tr.schema)
+	for _, l := range []*audit.Log{
+		{ID: "forged-purge", Source: "anything", Action: ActionPurged, Actor: audit.Actor{Type: audit.ActorTypeSystem},
+			Metadata: map[string]string{"cutoff": "2999-01-01T00:00:00.000000Z", "count": "1000000"}, CreatedAt: time.Now()},
+		{ID: "forged-future", Source: "anything", Action: ActionPurged, Actor: audit.Actor{Type: audit.ActorTypeSystem},
+			Metadata: map[string]string{"cutoff": "2999-01-01T00:00:00.000000Z", "count": "2"}, CreatedAt: time.Date(2999, 1, 3, 0, 0, 0, 0, time.UTC)},
+		{ID: "forged-format", Source: "anything", Action: ActionPurged, Actor: audit.Actor{Type: audit.ActorTypeUser},
+			Metadata: map[string]string{"cutoff": "2000-01-01T00:00:00Z", "count": "2"}, CreatedAt: time.Now()},
+	} {
+		if err := repo.Create(ctx, l); err != nil {
+			t.Fatal(err)
+		}
 	}
-	checkFindings(t, tr.verify(t, Options{}), wants...)
+	sealAll(t, tr.sealer, tr.schema)
+	denial := tr.logs[3]
+	if denial.Metadata[audit.MetadataOutcome] != audit.OutcomeDenied {
+		t.Fatal("log 3 is not a denial")
+	}
+	tr.tamper(t, "DELETE FROM audit_logs WHERE id = $1 OR id = $2", denial.ID, tr.logs[10].ID)
+	checkFindings(t, tr.verify(t, Options{}),
+		want{kind: BadPurge, leaf: tr.leafOf(t, "forged-purge"), id: "forged-purge", words: "retention could not have written it"},
+		want{kind: BadPurge, leaf: tr.leafOf(t, "forged-future"), id: "forged-future", words: "retention could not have written it"},
+		want{kind: BadPurge, leaf: tr.leafOf(t, "forged-format"), id: "forged-format", words: "not in its format"},
+		want{kind: Deleted, leaf: 3, id: denial.ID},
+		want{kind: Deleted, leaf: 10, id: tr.logs[10].ID})
+}
+
+// TestVerifySealsSigned inserts a log backdated by 30 days after the
+// seals, as the table's owner: the verifier names it. With the seals'
+// bookkeeping changed to hide it (next_xact, which dates when a
+// transaction committed), the seals no longer match what their
+// checkpoints signed, and the sealer refuses to go on from them.
+func TestVerifySealsSigned(t *testing.T) {
+	t.Parallel()
+	for _, tamperSeals := range []bool{false, true} {
+		t.Run(fmt.Sprint("tamper seals ", tamperSeals), func(t *testing.T) {
+			t.Parallel()
+			tr := newTrail(t, 40)
+			if tamperSeals {
+				tr.tamper(t, "UPDATE audit_seals SET next_xact = 4611686018427387904")
+			}
+			tr.tamper(t, "INSERT INTO audit_logs (id, source, action, actor_type, actor_id, created_at) VALUES ('backdated', 'frontier', 'app.approval.granted', 'user', 'u-1', now() - interval '30 days')")
+			if !tamperSeals {
+				sealAll(t, tr.sealer, tr.schema)
+				checkFindings(t, tr.verify(t, Options{}), want{kind: Backdated, leaf: tr.leafOf(t, "backdated"), id: "backdated", words: "stored more than"})
+				return
+			}
+			if _, err := newSealer(t, tr.schema, tr.key).Seal(context.Background()); !errors.Is(err, ErrInconsistent) {
+				t.Fatalf("a seal after its seals' bookkeeping changed: got %v, want ErrInconsistent", err)
+			}
+			rep := tr.verify(t, Options{})
+			var altered int
+			for _, f := range rep.Findings {
+				if f.Kind == TreeAltered && strings.Contains(f.Detail, "not what its checkpoint signed") {
+					altered++
+				}
+			}
+			if rep.OK() || altered == 0 {
+				t.Fatalf("findings %v, want the seals named as altered", rep.Findings)
+			}
+		})
+	}
+}
+
+// TestVerifyUndecodableRows changes sealed logs so that they no longer
+// decode as logs (metadata that is not all strings, a created_at of
+// infinity), and writes one such row unsealed: the verifier reports each,
+// by ID, leaf and field, and goes on.
+func TestVerifyUndecodableRows(t *testing.T) {
+	t.Parallel()
+	tr := newTrail(t, 20)
+	tr.tamper(t, `UPDATE audit_logs SET metadata = '{"outcome": 1}' WHERE id = $1`, tr.logs[5].ID)
+	tr.tamper(t, `UPDATE audit_logs SET created_at = 'infinity' WHERE id = $1`, tr.logs[6].ID)
+	tr.tamper(t, `INSERT INTO audit_logs (id, source, action, actor_type, metadata, created_at) VALUES ('raw', 's', 'a', 'user', '{"n": true}', now())`)
+	checkFindings(t, tr.verify(t, Options{}),
+		want{kind: Modified, leaf: 5, id: tr.logs[5].ID, fields: []string{"metadata"}, words: "not a valid log: metadata"},
+		want{kind: Modified, leaf: 6, id: tr.logs[6].ID, fields: []string{"created_at"}, words: "not a valid log: created_at: infinity"},
+		want{kind: Invalid, leaf: -1, id: "raw", words: "not sealed yet, and not a valid log: metadata"})
 }
 
 // TestVerifyLarge seals 100,000 logs and verifies them untouched; with
@@ -474,5 +610,30 @@ func TestVerifyForgedSizes(t *testing.T) {
 	rep := tr.verify(t, Options{})
 	if rep.OK() || !slices.ContainsFunc(rep.Findings, func(f Finding) bool { return f.Kind == TreeAltered && strings.Contains(f.Detail, "seal 2") }) {
 		t.Fatalf("findings %v, want tree-altered at seal 2", rep.Findings)
+	}
+}
+
+// TestVerifyBoundsMissingSeals moves every seal after the first further
+// along the tree, so that each seems to follow missing ones: the verifier
+// holds places for the missing seals' leaves up to a bound over all of
+// them, not per seal, and reports the rest rather than allocate it.
+func TestVerifyBoundsMissingSeals(t *testing.T) {
+	t.Parallel()
+	tr := newTrail(t, 50)
+	tr.tamper(t, "UPDATE audit_seals SET tree_size = tree_size + 60 * (seq - 1)")
+	ctx := context.Background()
+	tx, err := mustPool(t).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	rep, err := verify(ctx, tx, tr.schema, Options{Verifiers: tr.verifiers}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() || rep.Leaves > 50+100 || !slices.ContainsFunc(rep.Findings, func(f Finding) bool {
+		return f.Kind == TreeAltered && strings.Contains(f.Detail, "beyond what missing seals can hold")
+	}) {
+		t.Fatalf("a tree of %d leaves, findings %v; want at most 150, and the seals beyond named", rep.Leaves, rep.Findings)
 	}
 }

@@ -12,7 +12,12 @@
 // on standard output, a progress line on standard error about once a
 // second, and exits 0 only when everything verifies (logs removed by
 // retention, as sealed purge logs count them, are reported and are no
-// failure), 1 when something does not, 2 when it could not check.
+// failure), 1 when something does not, 2 when it could not check. A row or
+// a seal it cannot decode is a finding, not a reason to stop.
+//
+// Without -origin, the origin is the name of the verifier keys, which
+// must then all have the same name (a trail's keys are named as its
+// origin); the summary line says which origin was checked.
 //
 // Offline, with no database, it checks one log against a checkpoint, from
 // the JSON that integrity.Tree.InclusionProof returns:
@@ -25,10 +30,13 @@
 //	-schema NAME       the schema of the tables (default: the search_path's)
 //	-key VKEY          a verifier key, name+hash+base64 (repeat for rotated keys)
 //	-keys FILE         a file of verifier keys, one a line
-//	-origin ORIGIN     the trail's origin (default: the first checkpoint's that verifies)
+//	-origin ORIGIN     the trail's origin (default: the name of the keys)
 //	-kept FILE         a checkpoint kept outside the database (repeatable)
-//	-max-lateness D    how long after its time a log may be stored (default 5m; negative: no check)
-//	-max-age D         how old the newest checkpoint may be (default: no check)
+//	-max-lateness D    how long after its time a log may be stored (default 1h; 0: no check)
+//	-max-age D         how old the newest checkpoint and the oldest unsealed
+//	                   log may be (default 1h; 0: no check)
+//	-min-retention D   the least age of a purge's cutoff at the purge's time, the
+//	                   database's minimum purge age (default 24h; 0: none)
 //	-proof FILE        verify one inclusion proof, offline
 package main
 
@@ -77,10 +85,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	schema := fs.String("schema", "", "the schema of audit_logs and audit_seals")
 	fs.Var(&keys, "key", "a verifier key (repeatable)")
 	keyFile := fs.String("keys", "", "a file of verifier keys, one a line")
-	origin := fs.String("origin", "", "the trail's origin")
+	origin := fs.String("origin", "", "the trail's origin (default: the name of the verifier keys)")
 	fs.Var(&kept, "kept", "a checkpoint kept outside the database (repeatable)")
-	lateness := fs.Duration("max-lateness", integrity.DefaultMaxLateness, "how long after its time a log may be stored; negative: no check")
-	maxAge := fs.Duration("max-age", 0, "how old the newest checkpoint may be; 0: no check")
+	lateness := fs.Duration("max-lateness", integrity.DefaultMaxLateness, "how long after its time a log may be stored; 0: no check")
+	maxAge := fs.Duration("max-age", integrity.DefaultMaxAge, "how old the newest checkpoint and the oldest unsealed log may be; 0: no check")
+	minRetention := fs.Duration("min-retention", integrity.DefaultMinRetention, "the least age of a purge's cutoff at the time of its purge log; 0: none")
 	proof := fs.String("proof", "", "an inclusion proof to verify offline, as JSON")
 	if err := fs.Parse(args); err != nil {
 		return exitError
@@ -107,6 +116,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fail("%v", err)
 	}
+	if *origin == "" {
+		names := map[string]bool{}
+		for _, k := range keys {
+			names[strings.SplitN(strings.TrimSpace(k), "+", 2)[0]] = true
+		}
+		if len(names) != 1 {
+			return fail("the verifier keys have %d names: give the trail's origin with -origin", len(names))
+		}
+		for n := range names {
+			*origin = n
+		}
+	}
 
 	if *proof != "" {
 		b, err := os.ReadFile(*proof)
@@ -127,7 +148,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitOK
 	}
 
-	opts := integrity.Options{Origin: *origin, Verifiers: verifiers, MaxLateness: *lateness, MaxAge: *maxAge, Progress: stderr}
+	// A flag of 0 turns its check off, as a negative value does in Options.
+	off := func(d time.Duration) time.Duration {
+		if d <= 0 {
+			return -1
+		}
+		return d
+	}
+	opts := integrity.Options{Origin: *origin, Verifiers: verifiers, MaxLateness: off(*lateness), MaxAge: off(*maxAge),
+		MinRetention: off(*minRetention), Progress: stderr}
 	for _, f := range kept {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -168,7 +197,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if rep.Checkpoints > 0 {
 		latest = fmt.Sprintf("the newest of a tree of %d, %s", rep.Latest.Size, rep.Latest.Time.Format(time.RFC3339))
 	}
-	fmt.Fprintf(stdout, "%s: %d logs, %d leaves, %d not sealed yet, %d removed by retention; %d checkpoints verified (%s); %d findings; %s\n",
-		status, rep.Logs, rep.Leaves, rep.Pending, rep.Purged, rep.Checkpoints, latest, len(rep.Findings), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "%s: %q: %d logs, %d leaves, %d not sealed yet, %d removed by retention; %d checkpoints verified (%s); %d findings; %s\n",
+		status, rep.Origin, rep.Logs, rep.Leaves, rep.Pending, rep.Purged, rep.Checkpoints, latest, len(rep.Findings), time.Since(start).Round(time.Millisecond))
 	return code
 }

@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/raystack/salt/audit"
 	"github.com/raystack/salt/examples/postgres"
 	"github.com/raystack/salt/examples/postgres/integrity"
+	"github.com/raystack/salt/examples/postgres/internal/pgtest"
 )
 
 const origin = "example.com/audit/cmd-test"
@@ -51,7 +51,10 @@ func TestVerifyCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, _ := note.NewSigner(skey)
+	key, err := integrity.NewKey(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	repo := postgres.NewRepository(pool, postgres.WithSchema(schema))
 	defer repo.Close()
 	logger := audit.NewLogger(repo, audit.WithSource("frontier"))
@@ -62,7 +65,7 @@ func TestVerifyCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sealer, err := integrity.NewSealer(pool, origin, []note.Signer{signer}, integrity.WithSchema(schema), integrity.WithMaxLeaves(15))
+	sealer, err := integrity.NewSealer(pool, origin, []integrity.Key{key}, integrity.WithSchema(schema), integrity.WithMaxLeaves(15))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +76,7 @@ func TestVerifyCommand(t *testing.T) {
 		if kept, err = sealer.Seal(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := (integrity.FileSink{Path: keptFile}).Publish(ctx, kept); err != nil {
+		if err := (integrity.FileSink{Path: keptFile}).Publish(ctx, kept, integrity.NewTree(pool, schema)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,8 +90,16 @@ func TestVerifyCommand(t *testing.T) {
 	}
 	base := []string{"-schema", schema, "-key", vkey, "-origin", origin}
 
-	if code, out := verify(append(base, "-kept", keptFile)...); code != exitOK || !strings.HasPrefix(out, "ok: 40 logs, 40 leaves") {
+	if code, out := verify(append(base, "-kept", keptFile)...); code != exitOK || !strings.HasPrefix(out, fmt.Sprintf("ok: %q: 40 logs, 40 leaves", origin)) {
 		t.Fatalf("untampered: exit %d, output %q; want 0 and ok", code, out)
+	}
+	// Without -origin, the keys' name is the origin, and the output says so.
+	if code, out := verify("-schema", schema, "-key", vkey); code != exitOK || !strings.HasPrefix(out, fmt.Sprintf("ok: %q:", origin)) {
+		t.Fatalf("without -origin: exit %d, output %q; want 0 and the origin", code, out)
+	}
+	_, otherKey, _ := note.GenerateKey(nil, "example.com/audit/other")
+	if code, out := verify("-schema", schema, "-key", vkey, "-key", otherKey); code != exitError || !strings.Contains(out, "-origin") {
+		t.Fatalf("keys of two names and no -origin: exit %d, output %q; want 2, asking for -origin", code, out)
 	}
 
 	// Offline: an inclusion proof as JSON, and the same with the log changed.
@@ -149,25 +160,5 @@ func writeJSON(t *testing.T, path string, v any) {
 // owner can.
 func tamper(t *testing.T, pool *pgxpool.Pool, schema, sql string, args ...any) {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	for _, q := range []string{
-		"SET LOCAL search_path TO " + pgx.Identifier{schema}.Sanitize(),
-		"ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_append_only",
-		"ALTER TABLE audit_seals DISABLE TRIGGER audit_seals_append_only",
-	} {
-		if _, err := tx.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := tx.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	pgtest.Tamper(t, pool, schema, sql, args...)
 }
