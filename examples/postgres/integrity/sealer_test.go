@@ -960,3 +960,52 @@ func TestSealXactRegressed(t *testing.T) {
 	}
 	t.Logf("the restore process: %s", out)
 }
+
+// TestSealLockIsTheTable runs two sealers of one table named two ways,
+// by its schema and through the search_path: they share one lock, the
+// table's, so the second is turned away while the first seals.
+func TestSealLockIsTheTable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := newSchema(t)
+	key, _, _ := newKey(t, testOrigin, 1)
+	cfg, err := pgxpool.ParseConfig(os.Getenv("DATABASE_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	cfg.MaxConns = 2
+	viaPath, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaPath.Close()
+	first, err := NewSealer(viaPath, testOrigin, []Key{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holding, release := make(chan struct{}), make(chan struct{})
+	first.beforeCommit = func(context.Context) error {
+		close(holding)
+		<-release
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { _, err := first.Seal(ctx); done <- err }()
+	select {
+	case <-holding:
+	case err := <-done:
+		t.Fatalf("the first seal ended before holding the lock: %v", err)
+	}
+	// Were the lock another, this seal would wait for the first one's row.
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = newSealer(t, schema, key).Seal(sctx)
+	cancel()
+	close(release)
+	if !errors.Is(err, ErrBusy) {
+		t.Errorf("a seal of the same table by its schema's name: got %v, want ErrBusy", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

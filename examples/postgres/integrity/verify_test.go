@@ -613,27 +613,42 @@ func TestVerifyForgedSizes(t *testing.T) {
 	}
 }
 
-// TestVerifyBoundsMissingSeals moves every seal after the first further
-// along the tree, so that each seems to follow missing ones: the verifier
-// holds places for the missing seals' leaves up to a bound over all of
-// them, not per seal, and reports the rest rather than allocate it.
+// TestVerifyBoundsMissingSeals deletes two seals of the tree table: the
+// verifier holds places for the missing seals' leaves up to a bound over
+// all of them, not per seal, and reports the seals beyond it rather than
+// allocate for them.
 func TestVerifyBoundsMissingSeals(t *testing.T) {
 	t.Parallel()
 	tr := newTrail(t, 50)
-	tr.tamper(t, "UPDATE audit_seals SET tree_size = tree_size + 60 * (seq - 1)")
 	ctx := context.Background()
+	rows, err := mustPool(t).Query(ctx, "SELECT seq, count FROM "+newTables(tr.schema).seals+" WHERE count > 0 ORDER BY seq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type sealCount struct{ Seq, Count int64 }
+	seals, err := pgx.CollectRows(rows, pgx.RowToStructByPos[sealCount])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seals) < 4 {
+		t.Fatalf("%d seals of logs, want at least 4", len(seals))
+	}
+	tr.tamper(t, "DELETE FROM audit_seals WHERE seq IN ($1, $2)", seals[1].Seq, seals[3].Seq)
+	// Room for the first gap, not for both.
+	gapCap := seals[1].Count + seals[3].Count - 1
 	tx, err := mustPool(t).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	rep, err := verify(ctx, tx, tr.schema, Options{Verifiers: tr.verifiers}, 100)
+	rep, err := verify(ctx, tx, tr.schema, Options{Verifiers: tr.verifiers}, gapCap)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.OK() || rep.Leaves > 50+100 || !slices.ContainsFunc(rep.Findings, func(f Finding) bool {
+	placed := seals[0].Count + seals[1].Count + seals[2].Count
+	if rep.OK() || rep.Leaves != placed || !slices.ContainsFunc(rep.Findings, func(f Finding) bool {
 		return f.Kind == TreeAltered && strings.Contains(f.Detail, "beyond what missing seals can hold")
 	}) {
-		t.Fatalf("a tree of %d leaves, findings %v; want at most 150, and the seals beyond named", rep.Leaves, rep.Findings)
+		t.Fatalf("a tree of %d leaves, findings %v; want %d, up to the second gap, and the seals after it named", rep.Leaves, rep.Findings, placed)
 	}
 }
