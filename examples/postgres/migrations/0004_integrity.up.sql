@@ -27,15 +27,17 @@ CREATE INDEX IF NOT EXISTS audit_logs_xact_idx ON audit_logs (xact_id, id);
 
 -- audit_seals: one row per seal, in order. Seal seq appended the leaves
 -- [tree_size - count, tree_size): leaves holds a record per leaf (its log
--- ID, CreatedAt and field digests, see package integrity), hashes the
--- stored hashes of golang.org/x/mod/sumdb/tlog that those leaves added, in
--- stored-hash order from first_hash on, and checkpoint the signed note of the tree at
--- tree_size. Every seal writes a checkpoint, also when no log arrived.
--- last_xact and last_id are the (xact_id, id) of the last log sealed so
--- far; horizon and next_xact are the xmin and xmax of the seal's snapshot
--- (every transaction below horizon had ended, none from next_xact on had
--- begun); complete says
--- that every log below horizon is sealed.
+-- ID, CreatedAt, field digests and flags, see package integrity), hashes
+-- the stored hashes of golang.org/x/mod/sumdb/tlog that those leaves
+-- added, in stored-hash order from first_hash on, and checkpoint the
+-- signed note of the tree at tree_size. Every seal writes a checkpoint,
+-- also when no log arrived. last_xact and last_id are the (xact_id, id) of
+-- the last log sealed so far; horizon and next_xact are the xmin and xmax
+-- of the seal's snapshot (every transaction below horizon had ended, none
+-- from next_xact on had committed); complete says that every log below
+-- horizon is sealed. The checkpoint signs these columns and the leaves
+-- (its "seal" line), so the verifier and the next seal trust them only
+-- as far as they match it.
 CREATE TABLE IF NOT EXISTS audit_seals (
     seq        bigint PRIMARY KEY,
     tree_size  bigint NOT NULL,
