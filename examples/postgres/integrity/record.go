@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"time"
@@ -161,6 +162,9 @@ func parseLeaves(b []byte, n int) ([]leaf, error) {
 		if k <= 0 || idLen > uint64(len(b)) {
 			return nil, truncated
 		}
+		if k != uvarintLen(idLen) { // one encoding per record
+			return nil, fmt.Errorf("%w leaf record: a length of %d in %d bytes", ErrMalformed, idLen, k)
+		}
 		b = b[k:]
 		if uint64(len(b)) < idLen+uint64(8+4*numDigests+1) {
 			return nil, truncated
@@ -207,6 +211,15 @@ const ActionPurged = "audit.logs.purged"
 // purgeCutoffLayout is the layout of a purge log's cutoff: RFC 3339, UTC,
 // exactly six fractional digits.
 const purgeCutoffLayout = "2006-01-02T15:04:05.000000Z"
+
+// uvarintLen is the length of the shortest uvarint encoding of x, the one
+// binary.AppendUvarint writes.
+func uvarintLen(x uint64) int {
+	if x == 0 {
+		return 1
+	}
+	return (bits.Len64(x) + 6) / 7
+}
 
 // purgeInfo is what a purge log says it did.
 type purgeInfo struct {

@@ -56,6 +56,7 @@ func TestLeafRecords(t *testing.T) {
 		{"more than its count", b, 3},
 		{"a negative count", b, -1},
 		{"a length past the end", []byte{0xff, 0xff, 0x03, 'x'}, 1},
+		{"a length in more bytes than it needs", append([]byte{0x81, 0x00}, b[1:]...), 4},
 		{"unknown flags", appendLeaf(nil, &leaf{id: "x", flags: 0x80}), 1},
 		{"a purge of a negative count", appendLeaf(nil, &leaf{id: "x", flags: leafPurge, count: -1}), 1},
 	} {
@@ -80,4 +81,35 @@ func TestParseLeavesBoundsMemory(t *testing.T) {
 	if n := after.TotalAlloc - before.TotalAlloc; n > uint64(len(b)) {
 		t.Errorf("parsing %d bytes allocated %d bytes, want at most as many", len(b), n)
 	}
+}
+
+// FuzzParseLeaves feeds any bytes and count to parseLeaves, which reads a
+// column the table's owner can write: it never panics, and what it
+// accepts is that many records that encode back to the same bytes.
+func FuzzParseLeaves(f *testing.F) {
+	var b []byte
+	for _, l := range makeLogs("fuzz", 2, testTime) {
+		r := newLeaf(l, 7)
+		b = appendLeaf(b, &r)
+	}
+	b = appendLeaf(b, &leaf{id: "p", flags: leafPurge, cutoff: 1, count: 2})
+	f.Add(b, 3)
+	f.Add([]byte{}, 0)
+	f.Add(append([]byte{0x81, 0x00}, b[1:]...), 3) // a length in more bytes than it needs
+	f.Fuzz(func(t *testing.T, b []byte, n int) {
+		recs, err := parseLeaves(b, n)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		var again []byte
+		for i := range recs {
+			again = appendLeaf(again, &recs[i])
+		}
+		if len(recs) != n || string(again) != string(b) {
+			t.Fatalf("%d records of %x encode back as %x", len(recs), b, again)
+		}
+	})
 }
