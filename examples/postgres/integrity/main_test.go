@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,7 +25,11 @@ import (
 // schema of its own. Without DATABASE_URL they fail: run them through
 // scripts/with-postgres.sh, which starts a throwaway server.
 
-var schemaN atomic.Int64
+var (
+	schemaN atomic.Int64
+	keptMu  sync.Mutex
+	kept    = map[string]bool{} // schemas that keepSchema keeps
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(sealerProcessEnv) != "" {
@@ -54,11 +60,36 @@ func newSchema(tb testing.TB) string {
 		tb.Fatalf("Migrate(%q): %v", schema, err)
 	}
 	tb.Cleanup(func() {
+		keptMu.Lock()
+		keep := kept[schema]
+		keptMu.Unlock()
+		if keep {
+			return
+		}
 		if _, err := p.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
 			tb.Errorf("dropping schema %s: %v", schema, err)
 		}
 	})
 	return schema
+}
+
+// keepSchema keeps schema after the test, if AUDIT_PG_KEEP names a
+// directory, and writes there its name and the verifier key vkey (files
+// schema and vkey), for auditverify to be measured on it.
+func keepSchema(tb testing.TB, schema, vkey string) {
+	tb.Helper()
+	dir := os.Getenv("AUDIT_PG_KEEP")
+	if dir == "" {
+		return
+	}
+	for name, v := range map[string]string{"schema": schema, "vkey": vkey} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	keptMu.Lock()
+	kept[schema] = true
+	keptMu.Unlock()
 }
 
 // newRepo returns a Repository on schema, closed at the end of the test.

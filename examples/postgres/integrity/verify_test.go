@@ -584,7 +584,8 @@ func TestVerifyUndecodableRows(t *testing.T) {
 }
 
 // TestVerifyLarge seals 100,000 logs and verifies them untouched; with
-// AUDIT_PG_LARGE=1, a million.
+// AUDIT_PG_LARGE=1, a million. With AUDIT_PG_KEEP=dir, the trail stays
+// (see keepSchema).
 func TestVerifyLarge(t *testing.T) {
 	t.Parallel()
 	n := 100_000
@@ -592,6 +593,7 @@ func TestVerifyLarge(t *testing.T) {
 		n = 1_000_000
 	}
 	tr := newTrail(t, n)
+	keepSchema(t, tr.schema, tr.vkey)
 	start := time.Now()
 	rep := tr.verify(t, Options{Kept: [][]byte{tr.kept.Note}})
 	t.Logf("verified %d logs in %v (%.0f logs/s)", rep.Logs, time.Since(start), float64(rep.Logs)/time.Since(start).Seconds())
