@@ -67,4 +67,36 @@
 // never holds it up unless a publisher is attached with [BlockWhenFull];
 // what a publisher could not deliver is counted in [Logger.Stats] and
 // reported to an error handler. [Logger.Close] drains the queues.
+//
+// # Canonical encoding
+//
+// [Log.AppendCanonical] writes the bytes that stand for a log wherever it
+// must be reproduced exactly, by any implementation in any language: to
+// hash it, sign it, or seal it in a Merkle tree. [Log.LeafHash] is the
+// hash of a log as a leaf of an RFC 6962 tree: SHA-256(0x00 ‖ encoding).
+// Version 1 ([CanonicalVersion]) is, in order:
+//
+//   - the domain separator [CanonicalDomain], the 15 bytes
+//     "salt-audit-log" and 0x00, then the version byte 0x01;
+//   - the ten strings ID, OrgID, Source, Action, Actor.ID, Actor.Type,
+//     Actor.Name, Target.ID, Target.Type and Target.Name, each as its
+//     length in bytes (4 bytes, unsigned, big endian) and its UTF-8 bytes;
+//   - the number of Metadata entries (4 bytes, big endian), then each
+//     entry, keys in ascending order of their bytes, as its key and its
+//     value, each written as the strings above;
+//   - CreatedAt as the signed number of microseconds since
+//     1970-01-01T00:00:00Z (8 bytes, two's complement, big endian), taken
+//     in UTC and truncated to the microsecond, as a Repository stores it.
+//
+// Every field is there, always in the same place, and each string carries
+// its length, so no two different logs encode alike and no escaping rule
+// has to be agreed on. That is why the encoding is length-prefixed binary
+// rather than canonical JSON: JSON would have to fix how each character is
+// escaped, how keys sort (RFC 8785 sorts by UTF-16 code units, not by
+// bytes) and how times are written, each a place where two
+// implementations can disagree on a valid log. A nil and an empty
+// Metadata encode alike, as repositories store them alike. A log that
+// fails [Log.Validate] has no encoding: both methods return Validate's
+// error. The file testdata/canonical-v1.json holds logs, their encodings
+// (hex) and leaf hashes for other implementations to test against.
 package audit

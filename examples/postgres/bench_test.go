@@ -9,13 +9,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/examples/postgres/internal/pgtest"
 )
 
 // Write benchmarks: every way to store logs, in one run against one
@@ -50,32 +49,6 @@ func mustBenchPool(b *testing.B) *pgxpool.Pool {
 		b.Fatal(benchPoolErr)
 	}
 	return benchPool
-}
-
-// benchLogs returns n logs as a service's Logger makes them: UUIDv7 IDs,
-// the current time, an org, an actor, a target and four metadata keys.
-func benchLogs(n int) []audit.Log {
-	logs := make([]audit.Log, n)
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	for i := range logs {
-		org := "org-" + strconv.Itoa(i%20)
-		logs[i] = audit.Log{
-			ID:     uuid.Must(uuid.NewV7()).String(),
-			OrgID:  org,
-			Source: "frontier",
-			Action: "app.project.updated",
-			Actor:  audit.Actor{ID: "user-" + strconv.Itoa(i%500), Type: audit.ActorTypeUser, Name: "Ada Lovelace"},
-			Target: audit.Target{ID: "project-" + strconv.Itoa(i%2000), Type: "project", Name: "Analytical Engine"},
-			Metadata: map[string]string{
-				audit.MetadataRequestID: uuid.NewString(),
-				audit.MetadataIP:        "192.0.2." + strconv.Itoa(i%256),
-				audit.MetadataUserAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-				audit.MetadataOutcome:   audit.OutcomeSuccess,
-			},
-			CreatedAt: now.Add(time.Duration(i) * time.Microsecond),
-		}
-	}
-	return logs
 }
 
 // runCallers stores logs from callers goroutines, each taking the next log
@@ -171,11 +144,11 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	b.Run("insert/sequential", func(b *testing.B) {
 		store := insertOne(b, mustBenchPool(b), newSchema(b))
-		runCallers(b, 1, benchLogs(b.N), store)
+		runCallers(b, 1, pgtest.BenchLogs(b.N), store)
 	})
 	b.Run("insert/callers=64", func(b *testing.B) {
 		store := insertOne(b, mustBenchPool(b), newSchema(b))
-		runCallers(b, benchCallers, benchLogs(b.N), store)
+		runCallers(b, benchCallers, pgtest.BenchLogs(b.N), store)
 	})
 	for _, tt := range []struct {
 		name    string
@@ -190,13 +163,13 @@ func BenchmarkWrite(b *testing.B) {
 		b.Run(tt.name, func(b *testing.B) {
 			r := NewRepository(mustBenchPool(b), WithSchema(newSchema(b)), WithWriters(tt.writers))
 			defer r.Close()
-			runCallers(b, tt.callers, benchLogs(b.N), func(l *audit.Log) error { return r.Create(ctx, l) })
+			runCallers(b, tt.callers, pgtest.BenchLogs(b.N), func(l *audit.Log) error { return r.Create(ctx, l) })
 		})
 	}
 	b.Run("create-batch", func(b *testing.B) {
 		r := NewRepository(mustBenchPool(b), WithSchema(newSchema(b)))
 		defer r.Close()
-		logs := benchLogs(b.N)
+		logs := pgtest.BenchLogs(b.N)
 		ptrs := make([]*audit.Log, len(logs))
 		for i := range logs {
 			ptrs[i] = &logs[i]
@@ -211,7 +184,7 @@ func BenchmarkWrite(b *testing.B) {
 	b.Run("copy-from", func(b *testing.B) {
 		p := mustBenchPool(b)
 		table := pgx.Identifier{newSchema(b), "audit_logs"}
-		logs := benchLogs(b.N)
+		logs := pgtest.BenchLogs(b.N)
 		values := make([][]any, len(logs))
 		for i := range logs {
 			rw, err := newRow(&logs[i])

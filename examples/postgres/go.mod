@@ -6,6 +6,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/raystack/salt v0.0.0-00010101000000-000000000000
+	golang.org/x/mod v0.38.0
 )
 
 require (

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/examples/postgres/internal/pgtest"
 )
 
 // The tests run against the PostgreSQL server of DATABASE_URL; each
@@ -20,19 +20,12 @@ import (
 // DATABASE_URL they fail: run them through scripts/with-postgres.sh, which
 // starts a throwaway server.
 
-var (
-	poolOnce sync.Once
-	testPool *pgxpool.Pool
-	poolErr  error
-	schemaN  atomic.Int64
-)
+var schemaN atomic.Int64
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	runAtExit()
-	if testPool != nil {
-		testPool.Close()
-	}
+	pgtest.Close()
 	if benchReport != nil {
 		benchReport()
 	}
@@ -42,16 +35,7 @@ func TestMain(m *testing.M) {
 // mustPool returns the pool shared by the tests, connected to DATABASE_URL.
 func mustPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		tb.Fatal("DATABASE_URL is not set: these tests need a PostgreSQL server; " +
-			"run them through scripts/with-postgres.sh, e.g. `../../scripts/with-postgres.sh go test ./...`")
-	}
-	poolOnce.Do(func() { testPool, poolErr = newPool(url, 16) })
-	if poolErr != nil {
-		tb.Fatalf("connecting to DATABASE_URL: %v", poolErr)
-	}
-	return testPool
+	return pgtest.Pool(tb)
 }
 
 func newPool(url string, maxConns int32) (*pgxpool.Pool, error) {
