@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/raystack/salt/audit"
 )
@@ -29,7 +28,9 @@ import (
 // server reads the first rows while the others are on their way, and the
 // writer wakes once per few rows rather than once per row. Such a batch is
 // written as up to four COPY statements in one transaction, so that the
-// server inserts the first rows before the last arrive (see copyRows).
+// server inserts the first rows before the last arrive (see copyRows, in
+// copywire.go, which speaks the protocol; this file decides what is sent
+// and who learns what).
 //
 // A COPY that fails commits nothing (nor do the other COPY statements of
 // its batch), so each caller can still get its own outcome. If an ID was
@@ -434,161 +435,6 @@ func failAll(reqs []*request, err error) {
 		req.done <- fmt.Errorf("postgres audit: create %q: %w", req.row.id, err)
 	}
 }
-
-// copyRows writes rows with binary COPY, in a transaction of one or more
-// COPY statements (at most copySegments): write sends the rows of the
-// first, ends it, sends those of the next, and so on; the segments it
-// leaves are sent empty. The server inserts a COPY's rows in buffers of
-// up to a thousand, so all of a batch's rows once its COPY ends; segments
-// let it insert the first rows of a batch while the last are still to
-// come. One simple-query message holds the statements, which makes them
-// one transaction: all rows are committed, or none.
-//
-// copyRows speaks the COPY protocol on the connection itself. pgconn's
-// CopyFrom reads the data in a goroutine of its own and receives the
-// server's messages in another, and hands both to the caller: wake-ups
-// that every batch, and so every caller, would wait for. (pgx's tracers
-// therefore do not see these statements.)
-func (r *Repository) copyRows(ctx context.Context, segments int, write func(*copyWriter) error) error {
-	c, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Release()
-	pc := c.Conn().PgConn()
-	conn := pc.Conn()
-	// ctx bounds the exchange by its deadline, which is all a batch's
-	// context has.
-	deadline, hasDeadline := ctx.Deadline()
-	if hasDeadline {
-		if err := conn.SetDeadline(deadline); err != nil {
-			return err
-		}
-	}
-	// The server may answer while the rows are still being sent — an
-	// error, or notices from a trigger — and stops reading rows when its
-	// answers are not read: read them meanwhile, in a goroutine that only
-	// reads, as the other only writes.
-	refused := make(chan struct{})
-	result := make(chan copyResult, 1)
-	go func() { result <- receiveCopy(pc.Frontend(), refused) }()
-	sendErr := sendCopy(&copyWriter{fe: pc.Frontend(), left: segments, refused: refused}, r.copySQLs[segments], write)
-	if sendErr != nil {
-		_ = conn.SetDeadline(time.Now()) // ends receiveCopy's wait
-	}
-	res := <-result
-	// Both sides have stopped. A connection whose exchange was cut short
-	// is in a state that no one else should find: close it, and the pool
-	// drops it.
-	if sendErr != nil || !res.clean {
-		closeConn(pc)
-	} else if hasDeadline {
-		if err := conn.SetDeadline(time.Time{}); err != nil {
-			closeConn(pc)
-		}
-	}
-	var pgErr *pgconn.PgError
-	if sendErr != nil && !errors.As(res.err, &pgErr) {
-		return sendErr
-	}
-	// The server's error says more than a failure to send the rest.
-	return res.err
-}
-
-// sendCopy sends the statements of copyRows and their data, with write
-// sending the rows.
-func sendCopy(w *copyWriter, sql string, write func(*copyWriter) error) error {
-	w.fe.Send(&pgproto3.Query{String: sql})
-	if err := write(w); err != nil {
-		return err
-	}
-	for w.left > 0 {
-		w.endSegment()
-	}
-	return w.flush()
-}
-
-// copyResult is what receiveCopy learned.
-type copyResult struct {
-	err   error // the server's error, or why its answers could not be read
-	clean bool  // the server is ready for the next query
-}
-
-// receiveCopy reads the server's answers to copyRows' statements up to
-// ReadyForQuery: CopyInResponse and CommandComplete for each COPY or, on
-// an error, ErrorResponse (after which the server ignores the rest of the
-// data), when it closes refused. It reads with the Frontend rather than
-// with PgConn, which is not safe to use while another goroutine sends,
-// and so skips what PgConn does for notices, notifications and parameter
-// changes.
-func receiveCopy(fe *pgproto3.Frontend, refused chan<- struct{}) copyResult {
-	var failed error
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			if failed == nil {
-				failed = err
-			}
-			return copyResult{err: failed}
-		}
-		switch msg := msg.(type) {
-		case *pgproto3.ErrorResponse:
-			if failed == nil {
-				failed = pgconn.ErrorResponseToPgError(msg)
-				close(refused)
-			}
-		case *pgproto3.ReadyForQuery:
-			return copyResult{err: failed, clean: true}
-		}
-	}
-}
-
-// closeConn closes a connection whose exchange with the server was cut
-// short.
-func closeConn(pc *pgconn.PgConn) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = pc.Close(ctx)
-}
-
-// copySegments is the most COPY statements a batch is written with.
-const copySegments = 4
-
-// copyWriter sends the data of copyRows' COPY statements.
-type copyWriter struct {
-	fe      *pgproto3.Frontend
-	left    int             // segments not ended yet
-	started bool            // the current segment's header is sent
-	rows    int             // rows in the current segment
-	refused <-chan struct{} // closed when the server has refused the COPY
-}
-
-// row sends one row, made by appendCopyRow, in the current segment.
-func (w *copyWriter) row(tuple []byte) {
-	w.start()
-	w.fe.Send(&pgproto3.CopyData{Data: tuple})
-	w.rows++
-}
-
-func (w *copyWriter) start() {
-	if !w.started {
-		w.fe.Send(&pgproto3.CopyData{Data: copyHeader})
-		w.started = true
-	}
-}
-
-// endSegment ends the current segment; the rows that follow go to the
-// next. It must not be called once no segment is left.
-func (w *copyWriter) endSegment() {
-	w.start()
-	w.fe.Send(&pgproto3.CopyData{Data: copyTrailer})
-	w.fe.Send(&pgproto3.CopyDone{})
-	w.left--
-	w.started, w.rows = false, 0
-}
-
-// flush sends what was written so far.
-func (w *copyWriter) flush() error { return w.fe.Flush() }
 
 // collector collects a batch while its COPY is under way: it sends the
 // rows at hand, then waits for more requests and sends their rows, until
