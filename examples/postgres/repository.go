@@ -169,9 +169,9 @@ func NewRepository(pool *pgxpool.Pool, opts ...Option) *Repository {
 
 // Close stops group commit: it waits until the logs already handed to the
 // writer are written and their callers have their results, then stops the
-// writer goroutines. Create keeps working after Close, each log written
-// with its own statement, so that requests still in flight during a
-// graceful shutdown are audited. Close does not close the pool. It always
+// writer goroutines. Create keeps working while Close waits and after,
+// each log written with its own statement, so that requests still in
+// flight during a graceful shutdown are audited. Close does not close the pool. It always
 // returns nil, and may be called more than once.
 func (r *Repository) Close() error {
 	r.mu.Lock()

@@ -89,7 +89,9 @@ type request struct {
 // written, Create returns ctx's error at once but the batch goes on: the
 // log may be committed, and a retry with the same ID then fails with
 // audit.ErrAlreadyExists. Callers that must know, like audit.Logger,
-// store with a context that is not canceled with the request.
+// store with a context that is not canceled with the request. While Close
+// waits for the writers, and after, Create writes the log with its own
+// INSERT, bounded by ctx.
 func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	rw, err := newRow(log)
 	if err != nil {
@@ -101,7 +103,12 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	// Encode the row for COPY here, in the caller's goroutine, so that the
 	// writer, which serves every caller, only concatenates.
 	req := &request{row: rw, tuple: appendCopyRow(nil, &rw), done: make(chan error, 1)}
-	r.mu.RLock()
+	// Once Close waits for the lock, RLock would wait for Close, and so for
+	// the writers and the database, whatever ctx says: a Create that does
+	// not get the lock at once writes alone.
+	if !r.mu.TryRLock() {
+		return r.createAlone(ctx, &rw)
+	}
 	if r.closed {
 		r.mu.RUnlock()
 		return r.createAlone(ctx, &rw)

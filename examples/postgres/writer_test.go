@@ -680,3 +680,88 @@ func checkPoolWorks(t *testing.T, r *Repository) {
 		}
 	}
 }
+
+// TestCreateWhileCloseWaits holds back the writer with a table lock, fills
+// group commit's queue, and calls Close, which waits for the queue: a
+// Create with a short ctx returns by its ctx's deadline, while Close is
+// still waiting, rather than when Close is done.
+func TestCreateWhileCloseWaits(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t, WithMaxBatch(1)) // a queue of one
+	ctx := context.Background()
+	tx, err := mustPool(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+r.table.Sanitize()+" IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	// One log in the writer's hands, waiting for the lock; one queued; one
+	// waiting for room in the queue.
+	held := []audit.Log{makeLog("held-0"), makeLog("held-1"), makeLog("held-2")}
+	errs := make(chan error, len(held))
+	for i := range held {
+		go func() { errs <- r.Create(ctx, &held[i]) }()
+		switch i {
+		case 0:
+			waitFor(t, "the writer to wait for the lock", func() bool {
+				var n int
+				err := mustPool(t).QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+					WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`, schema).Scan(&n)
+				return err == nil && n > 0
+			})
+		case 1:
+			waitFor(t, "a log to be queued", func() bool { return len(r.reqs) == 1 })
+		case 2:
+			waitFor(t, "a Create to wait for room in the queue", func() bool {
+				if r.mu.TryLock() { // no Create holds the read lock
+					r.mu.Unlock()
+					return false
+				}
+				return true
+			})
+		}
+	}
+	closed := make(chan struct{})
+	go func() {
+		_ = r.Close()
+		close(closed)
+	}()
+	waitFor(t, "Close to wait", func() bool {
+		if r.mu.TryRLock() {
+			r.mu.RUnlock()
+			return false
+		}
+		return true
+	})
+
+	l := makeLog("short-deadline")
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Create(cctx, &l) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Create while Close waits: got %v, want its ctx's deadline", err)
+		}
+		t.Logf("Create while Close waits: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Error("Create with a 100 ms ctx has not returned after 10 s, while Close waits")
+	}
+	select {
+	case <-closed:
+		t.Error("Close returned while the writer was held back")
+	default:
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-closed
+	for range held {
+		if err := <-errs; err != nil {
+			t.Errorf("Create of a log queued before Close: %v", err)
+		}
+	}
+}
