@@ -58,6 +58,32 @@
 // See Create for what callers can rely on, WithMaxWait and WithWriters for
 // tuning, and CreateBatch for imports.
 //
+// # When a write fails
+//
+// An error of Create or CreateBatch means that the log is not stored,
+// unless it wraps one of these:
+//
+//   - audit.ErrMaybeStored: the outcome is unknown. Everything was sent,
+//     and the answer never came: the connection was lost, the server
+//     ended the session, or the deadline (WithWriteTimeout, or the
+//     caller's ctx) passed while the commit waited, for a synchronous
+//     standby say. The log may be stored already, or later, when that
+//     commit completes. The safe retry is audit.Logger.Record with the
+//     same log, so the same ID: an error wrapping audit.ErrAlreadyExists
+//     then means that the first attempt stored it. A retry through
+//     audit.Logger.Log would make a new ID, and a second event. (Retry
+//     CreateBatch with the same logs, which it stores all or none.)
+//   - audit.ErrAlreadyExists: a log with that ID is stored.
+//
+// Timeouts wrap context.DeadlineExceeded, with or without
+// audit.ErrMaybeStored. A log that the server accepted and a trigger
+// dropped (a BEFORE INSERT trigger that returns NULL) fails with
+// ErrNotStored: the row counts the server reports are checked. An error
+// that one log can cause (a value that a CHECK, a trigger or an index a
+// DBA added refuses: SQLSTATE classes 22, 23, 54, P0 and a few more) fails
+// that log alone in group commit, never its neighbors in the batch; an
+// error about the connection or the server fails the whole batch.
+//
 // # Lists
 //
 // List turns every Filter field into SQL, pages by keyset (never OFFSET),

@@ -2,15 +2,10 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/raystack/salt/audit"
 )
@@ -28,35 +23,25 @@ import (
 // server reads the first rows while the others are on their way, and the
 // writer wakes once per few rows rather than once per row. Such a batch is
 // written as up to four COPY statements in one transaction, so that the
-// server inserts the first rows before the last arrive (see copyRows, in
+// server inserts the first rows before the last arrive (see copyIn, in
 // copywire.go, which speaks the protocol; this file decides what is sent
 // and who learns what).
 //
-// A COPY that fails commits nothing (nor do the other COPY statements of
-// its batch), so each caller can still get its own outcome. If an ID was
-// already stored, the batch is written again with INSERT ... ON CONFLICT
-// (id) DO NOTHING RETURNING id: a row whose id is not returned was the
-// duplicate. If the server rejected some row for
-// another reason, each row is written alone, so that one bad log does not
-// fail its neighbors. Any other error (the server out of connections,
-// shutting down or read-only, a statement timeout, a lost connection) is
-// no row's fault: every caller of the batch gets it, rather than the
-// server getting a thousand more statements that would fail the same way.
-
-// uniqueViolation is the SQLSTATE of a duplicate key.
-const uniqueViolation = "23505"
-
-// rowError reports whether err is one that a single row can cause, which
-// writing the rows one at a time narrows down to the rows at fault: a
-// data exception (SQLSTATE class 22, such as a value out of range) or an
-// integrity constraint violation (class 23, such as a CHECK a DBA added).
-func rowError(err error) bool {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return false
-	}
-	return strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")
-}
+// A COPY that fails with an ERROR commits nothing (nor do the other COPY
+// statements of its batch), so each caller can still get its own outcome.
+// If an ID was already stored, the batch is written again with INSERT ...
+// ON CONFLICT (id) DO NOTHING RETURNING id: a row whose id is not returned
+// was the duplicate (or was dropped by a trigger, which the table tells).
+// If the server rejected some row with an error one row can cause
+// (rowError), the batch is written again in halves, and each half that
+// fails in halves again, so that one bad log fails alone, at the cost of
+// about two statements per halving rather than one per log. Any other
+// error (the server out of connections, shutting down or read-only, a
+// statement timeout, a lost connection) is no row's fault: every caller of
+// the batch gets it, rather than the server getting a thousand more
+// statements that would fail the same way. A COPY that commits with fewer
+// rows than it was sent had some dropped by a trigger: the table tells
+// which.
 
 // Request states: a queued request may be abandoned by its caller, or
 // taken by a writer, whichever happens first.
@@ -77,21 +62,36 @@ type request struct {
 //
 // It validates log (an error wrapping audit.ErrInvalidLog, from
 // Log.Validate) and hands a copy to group commit, then waits until that
-// copy is committed, or for the error that kept it from being stored: an
-// error wrapping audit.ErrAlreadyExists for a duplicate ID, the database's
-// error for this log alone when it rejected this log's data (SQLSTATE
-// classes 22 and 23), or, when the batch failed for a reason that is no
-// row's fault (no connection, the server shutting down, a timeout), that
-// error, which every log of the batch gets.
+// copy is committed, or for the error that kept it from being stored:
+//
+//   - an error wrapping audit.ErrAlreadyExists for a duplicate ID;
+//   - an error wrapping ErrNotStored when the server accepted the log and
+//     a trigger dropped it;
+//   - the database's error for this log alone when it rejected this log's
+//     data (see rowError for which errors one row can cause);
+//   - when the batch failed for a reason that is no row's fault (no
+//     connection, the server shutting down, a timeout), that error, which
+//     every log of the batch gets;
+//   - an error wrapping audit.ErrMaybeStored when the outcome is unknown:
+//     the batch was sent whole and its answer never came (the connection
+//     was lost, WithWriteTimeout passed while the commit waited for a
+//     synchronous standby), or ctx ended while the batch was being
+//     written. The log may be committed, then or later.
+//
+// A timeout, WithWriteTimeout's or ctx's, wraps context.DeadlineExceeded.
+// The safe retry of an unknown outcome is audit.Logger.Record with the
+// same log, and so the same ID: an error wrapping audit.ErrAlreadyExists
+// then means that the first attempt stored it. Only an error that wraps
+// neither ErrMaybeStored nor ErrAlreadyExists means that the log is not
+// stored.
 //
 // If ctx ends while the log waits for a batch, Create returns ctx's error
 // and the log is never written. If ctx ends while its batch is being
-// written, Create returns ctx's error at once but the batch goes on: the
-// log may be committed, and a retry with the same ID then fails with
-// audit.ErrAlreadyExists. Callers that must know, like audit.Logger,
-// store with a context that is not canceled with the request. While Close
-// waits for the writers, and after, Create writes the log with its own
-// INSERT, bounded by ctx.
+// written, Create returns at once, with ctx's error wrapped in
+// audit.ErrMaybeStored, and the batch goes on. Callers that must know,
+// like audit.Logger, store with a context that is not canceled with the
+// request. While Close waits for the writers, and after, Create writes the
+// log with its own INSERT, bounded by ctx.
 func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	rw, err := newRow(log)
 	if err != nil {
@@ -128,7 +128,7 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 		if req.state.CompareAndSwap(queued, abandoned) {
 			return fmt.Errorf("postgres audit: create %q: %w", rw.id, ctx.Err())
 		}
-		return fmt.Errorf("postgres audit: create %q: %w (the log may be committed)", rw.id, ctx.Err())
+		return fmt.Errorf("postgres audit: create %q: %w", rw.id, maybeStored(ctx.Err()))
 	}
 }
 
@@ -141,91 +141,6 @@ func (r *Repository) queued() {
 		default:
 		}
 	}
-}
-
-// createAlone writes one row with its own statement.
-func (r *Repository) createAlone(ctx context.Context, rw *row) error {
-	inserted, err := r.insertOne(ctx, rw)
-	if err != nil {
-		return fmt.Errorf("postgres audit: create %q: %w", rw.id, err)
-	}
-	if !inserted { // ON CONFLICT DO NOTHING
-		return fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, rw.id)
-	}
-	return nil
-}
-
-// insertOne writes one row with its own statement, unless its ID is
-// stored already, and reports whether it did.
-func (r *Repository) insertOne(ctx context.Context, rw *row) (bool, error) {
-	var id string
-	err := r.pool.QueryRow(ctx, r.insertOneSQL, rw.values()...).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// batch holds the rows of one INSERT as the column arrays it sends.
-type batch struct {
-	ids, orgIDs, sources, actions       []string
-	actorIDs, actorTypes, actorNames    []string
-	targetIDs, targetTypes, targetNames []string
-	metadata                            [][]byte
-	createdAt                           []time.Time
-}
-
-func (b *batch) add(r *row) {
-	b.ids = append(b.ids, r.id)
-	b.orgIDs = append(b.orgIDs, r.orgID)
-	b.sources = append(b.sources, r.source)
-	b.actions = append(b.actions, r.action)
-	b.actorIDs = append(b.actorIDs, r.actorID)
-	b.actorTypes = append(b.actorTypes, r.actorType)
-	b.actorNames = append(b.actorNames, r.actorName)
-	b.targetIDs = append(b.targetIDs, r.targetID)
-	b.targetTypes = append(b.targetTypes, r.targetType)
-	b.targetNames = append(b.targetNames, r.targetName)
-	b.metadata = append(b.metadata, r.metadata)
-	b.createdAt = append(b.createdAt, r.createdAt)
-}
-
-// args returns the column arrays of b as statement arguments.
-func (b *batch) args() []any {
-	return []any{
-		b.ids, b.orgIDs, b.sources, b.actions,
-		b.actorIDs, b.actorTypes, b.actorNames,
-		b.targetIDs, b.targetTypes, b.targetNames,
-		b.metadata, b.createdAt,
-	}
-}
-
-// insertNew writes the rows of b whose ID is not stored yet, and returns
-// the IDs it inserted.
-func (r *Repository) insertNew(ctx context.Context, b *batch) (map[string]struct{}, error) {
-	rows, err := r.pool.Query(ctx, r.insertNewSQL, b.args()...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	inserted := make(map[string]struct{}, len(b.ids))
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		inserted[id] = struct{}{}
-	}
-	return inserted, rows.Err()
-}
-
-// outcome is the result of Create for id, given the IDs its statement
-// inserted.
-func (r *Repository) outcome(id string, inserted map[string]struct{}) error {
-	if _, ok := inserted[id]; ok {
-		return nil
-	}
-	return fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, id)
 }
 
 // writeLoop is a writer goroutine. After Close it writes what is still
@@ -284,11 +199,11 @@ func (r *Repository) writeLoop() {
 				want: want, timer: timer,
 			}
 			ctx, cancel := r.batchContext()
-			err := r.copyRows(ctx, copySegments, c.write)
+			n, err := copyIn(ctx, r.pool, r.copySQLs[copySegments], copySegments, c.write)
 			c.stop()
 			timer.Stop()
 			batch, carry, pending = c.batch, c.carry, c.pending
-			r.deliver(ctx, batch, err)
+			r.deliver(ctx, batch, n, err)
 			cancel()
 		}
 		// Expect the callers of this batch back, and those that arrived
@@ -375,65 +290,81 @@ func (r *Repository) flush(reqs []*request) {
 		reqs[0].done <- r.createAlone(ctx, &reqs[0].row)
 		return
 	}
-	r.deliver(ctx, reqs, r.copyRows(ctx, 1, func(w *copyWriter) error {
+	n, err := copyIn(ctx, r.pool, r.copySQLs[1], 1, func(w *copyWriter) error {
 		for _, req := range reqs {
 			w.row(req.tuple)
 		}
 		return nil
-	}))
+	})
+	r.deliver(ctx, reqs, n, err)
 }
 
-// deliver gives each request of reqs its result, given err, the result of
-// writing them all with copyRows.
-func (r *Repository) deliver(ctx context.Context, reqs []*request, err error) {
-	if err == nil {
+// deliver gives each request of reqs its result, given n and err, the
+// result of writing them all with copyIn.
+func (r *Repository) deliver(ctx context.Context, reqs []*request, n int64, err error) {
+	switch {
+	case err == nil && n == int64(len(reqs)):
 		for _, req := range reqs {
 			req.done <- nil
 		}
-		return
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
+	case err == nil:
+		// Committed, but a trigger dropped some rows.
+		r.settleDropped(ctx, reqs, n)
+	case duplicateID(err):
 		// Some ID is stored already, and nothing was committed: write the
 		// others, and find out which.
-		var b batch
-		for _, req := range reqs {
-			b.add(&req.row)
-		}
-		var inserted map[string]struct{}
-		if inserted, err = r.insertNew(ctx, &b); err == nil {
-			for _, req := range reqs {
-				req.done <- r.outcome(req.row.id, inserted)
+		r.narrow(ctx, reqs, false)
+	case rowError(err):
+		// The server rejected a row, and nothing was committed: find out
+		// which rows fail.
+		r.narrow(ctx, reqs, true)
+	default:
+		// No connection, or it failed or timed out, or the server failed
+		// the statement for a reason no row is to blame for: every row of
+		// the batch shares the outcome, which err tells (it wraps
+		// audit.ErrMaybeStored when the batch may have been committed).
+		failAll(reqs, err)
+	}
+}
+
+// narrow writes reqs, whose batch failed without committing anything, in
+// groups of one INSERT each, and gives each request its result: the whole
+// of reqs first, or at once its two halves if split is set; a group that
+// fails with an error one row can cause is split in halves, down to single
+// logs, which get the error. All within ctx, the batch's deadline. Should
+// an error that is no row's fault come up, the group that met it gets it
+// (wrapping audit.ErrMaybeStored if the group may be committed), and the
+// groups not written yet get it plain, without a try.
+func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool) {
+	groups := [][]*request{reqs} // a stack: the next group is last
+	if split {
+		groups = halves(groups[:0], reqs)
+	}
+	for len(groups) > 0 {
+		g := groups[len(groups)-1]
+		groups = groups[:len(groups)-1]
+		err := r.insertGroup(ctx, g)
+		switch {
+		case err == nil:
+		case rowError(err) && len(g) > 1:
+			groups = halves(groups, g)
+		case rowError(err):
+			g[0].done <- fmt.Errorf("postgres audit: create %q: %w", g[0].row.id, err)
+		default:
+			failAll(g, err)
+			for _, g := range groups {
+				failAll(g, cause(err)) // never sent
 			}
 			return
 		}
 	}
-	if rowError(err) {
-		// The server rejected a row, and nothing was committed: find out
-		// which rows fail, one at a time, within what is left of the
-		// batch's deadline. Should an error that is no row's fault come
-		// up meanwhile, the rows not yet written get it without a try.
-		for i, req := range reqs {
-			inserted, err := r.insertOne(ctx, &req.row)
-			switch {
-			case err == nil && inserted:
-				req.done <- nil
-			case err == nil:
-				req.done <- fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, req.row.id)
-			case rowError(err):
-				req.done <- fmt.Errorf("postgres audit: create %q: %w", req.row.id, err)
-			default:
-				failAll(reqs[i:], err)
-				return
-			}
-		}
-		return
-	}
-	// No connection, or it failed or timed out, or the server failed the
-	// statement for a reason no row is to blame for: every row of the
-	// batch shares the outcome. (If the connection failed, the batch may
-	// or may not have been committed.)
-	failAll(reqs, err)
+}
+
+// halves pushes the two halves of g on the stack groups, the first half
+// on top.
+func halves(groups [][]*request, g []*request) [][]*request {
+	mid := len(g) / 2
+	return append(groups, g[mid:], g[:mid])
 }
 
 // failAll gives err to every request of reqs.

@@ -180,12 +180,12 @@ func streamLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 		}
 	}()
 	ctx := context.Background()
-	err := r.copyRows(ctx, copySegments, c.write)
+	n, err := copyIn(ctx, r.pool, r.copySQLs[copySegments], copySegments, c.write)
 	c.stop()
 	if len(c.carry) != 0 {
 		t.Fatalf("the batch carried %d logs to the next", len(c.carry))
 	}
-	r.deliver(ctx, c.batch, err)
+	r.deliver(ctx, c.batch, n, err)
 	// A COPY that failed early may end before it took every log: as a
 	// writer would, write the others in the next batch.
 	<-sent
@@ -248,10 +248,12 @@ func sqlState(err error) string {
 }
 
 // TestFlushServerErrors fails every INSERT of a table with a given
-// SQLSTATE, and counts the statements: a batch is retried row by row only
-// for a data exception (class 22) or a constraint violation (class 23),
-// which one row can cause. Any other error fails the whole batch at once,
-// every caller getting the server's error with its own log's ID.
+// SQLSTATE, and counts the statements: a batch is written again in halves,
+// down to single rows, only for an error that one row can cause (a data
+// exception, a constraint violation, an index row too large, a DBA's
+// trigger raising). Any other error fails the whole batch at once, every
+// caller getting the server's error with its own log's ID, and none an
+// error that says the log may be stored.
 func TestFlushServerErrors(t *testing.T) {
 	t.Parallel()
 	r, schema := newRepo(t)
@@ -271,13 +273,16 @@ func TestFlushServerErrors(t *testing.T) {
 		code       string
 		statements int
 	}{
-		{"23514", 1 + len(logs)}, // check_violation
-		{"22003", 1 + len(logs)}, // numeric_value_out_of_range
-		{"53300", 1},             // too_many_connections
-		{"57014", 1},             // query_canceled: a statement timeout
-		{"57P01", 1},             // admin_shutdown
-		{"25006", 1},             // read_only_sql_transaction: a standby
-		{"42501", 1},             // insufficient_privilege
+		// Every log is bad: the COPY, then the halves and their halves.
+		{"23514", 2*len(logs) - 1}, // check_violation
+		{"22003", 2*len(logs) - 1}, // numeric_value_out_of_range
+		{"54000", 2*len(logs) - 1}, // program_limit_exceeded: an index row too large
+		{"P0001", 2*len(logs) - 1}, // raise_exception: a DBA's trigger
+		{"53300", 1},               // too_many_connections
+		{"57014", 1},               // query_canceled: a statement timeout
+		{"57P01", 1},               // admin_shutdown
+		{"25006", 1},               // read_only_sql_transaction: a standby
+		{"42501", 1},               // insufficient_privilege
 	} {
 		if err := exec(t, schema, fmt.Sprintf(`SELECT setval('inserts', 1, false);
 			DROP TRIGGER IF EXISTS fail_insert ON audit_logs;
@@ -288,7 +293,8 @@ func TestFlushServerErrors(t *testing.T) {
 		start := time.Now()
 		errs := flushLogs(t, r, logs)
 		for i, err := range errs {
-			if sqlState(err) != tt.code || !strings.Contains(err.Error(), fmt.Sprintf("create %q", logs[i].ID)) {
+			if sqlState(err) != tt.code || !strings.Contains(err.Error(), fmt.Sprintf("create %q", logs[i].ID)) ||
+				errors.Is(err, audit.ErrMaybeStored) {
 				t.Errorf("SQLSTATE %s, log %s: got %v, want the server's error for this log", tt.code, logs[i].ID, err)
 			}
 		}
@@ -517,16 +523,21 @@ func TestCopyRowsConnectionLost(t *testing.T) {
 	resume := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- r.copyRows(ctx, 2, func(w *copyWriter) error {
+		_, err := copyIn(ctx, r.pool, r.copySQLs[2], 2, func(w *copyWriter) error {
 			w.row(reqs[0].tuple)
 			if err := w.flush(); err != nil {
 				return err
 			}
 			<-resume
+			select { // the server's FATAL has come before the rest is sent
+			case <-w.refused:
+			case <-time.After(10 * time.Second):
+			}
 			w.endSegment()
 			w.row(reqs[1].tuple)
 			return nil
 		})
+		done <- err
 	}()
 
 	// Wait until the COPY runs, then end its session.
@@ -548,6 +559,9 @@ func TestCopyRowsConnectionLost(t *testing.T) {
 		t.Fatal("COPY: got success from a session that was ended")
 	}
 	t.Logf("COPY: %v", err)
+	if errors.Is(err, audit.ErrMaybeStored) {
+		t.Errorf("COPY: got %v, want an error that does not wrap ErrMaybeStored: the session ended before the COPY was sent whole", err)
+	}
 	checkPoolWorks(t, r)
 	if _, err := r.GetByID(ctx, "lost-1"); !errors.Is(err, audit.ErrNotFound) {
 		t.Errorf("GetByID(lost-1): got %v, want ErrNotFound: the COPY was not committed", err)
@@ -608,7 +622,7 @@ func TestCopyRowsSendFails(t *testing.T) {
 	ctx := context.Background()
 	reqs := takenRequests(t, []audit.Log{makeLog("send-fails")})
 	stop := errors.New("the rows could not be read")
-	err := r.copyRows(ctx, 1, func(w *copyWriter) error {
+	_, err := copyIn(ctx, r.pool, r.copySQLs[1], 1, func(w *copyWriter) error {
 		w.row(reqs[0].tuple)
 		if err := w.flush(); err != nil {
 			return err
@@ -617,7 +631,7 @@ func TestCopyRowsSendFails(t *testing.T) {
 		return stop
 	})
 	if !errors.Is(err, stop) {
-		t.Fatalf("copyRows: got %v, want the sender's error", err)
+		t.Fatalf("copyIn: got %v, want the sender's error", err)
 	}
 	checkPoolWorks(t, r)
 	if _, err := r.GetByID(ctx, "send-fails"); !errors.Is(err, audit.ErrNotFound) {
@@ -646,7 +660,7 @@ func TestCopyRowsDeadline(t *testing.T) {
 	start := time.Now()
 	batch, cancel := r.batchContext()
 	defer cancel()
-	err = r.copyRows(batch, 1, func(w *copyWriter) error {
+	_, err = copyIn(batch, r.pool, r.copySQLs[1], 1, func(w *copyWriter) error {
 		for range 16 << 10 { // 64 MB
 			w.row(reqs[0].tuple)
 			if err := w.flush(); err != nil {
@@ -656,12 +670,12 @@ func TestCopyRowsDeadline(t *testing.T) {
 		return nil
 	})
 	if err == nil {
-		t.Fatal("copyRows into a locked table: got success")
+		t.Fatal("copyIn into a locked table: got success")
 	}
 	if took := time.Since(start); took > 10*time.Second {
-		t.Errorf("copyRows took %v, want about the write timeout", took)
+		t.Errorf("copyIn took %v, want about the write timeout", took)
 	}
-	t.Logf("copyRows: %v after %v", err, time.Since(start))
+	t.Logf("copyIn: %v after %v", err, time.Since(start))
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -699,7 +713,7 @@ func TestCreateWhileCloseWaits(t *testing.T) {
 	}
 	// One log in the writer's hands, waiting for the lock; one queued; one
 	// waiting for room in the queue.
-	held := []audit.Log{makeLog("held-0"), makeLog("held-1"), makeLog("held-2")}
+	held := someLogs("held", 3)
 	errs := make(chan error, len(held))
 	for i := range held {
 		go func() { errs <- r.Create(ctx, &held[i]) }()

@@ -1,0 +1,163 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/raystack/salt/audit"
+)
+
+// What a failed write means for its logs. Every error of a write falls in
+// one of three kinds, and each log gets the kind that is true of it:
+//
+//   - The log is certainly not stored: nothing reached the server (no
+//     connection, a statement that could not be prepared, rows that could
+//     not all be sent), or the server answered with an ERROR, which rolls
+//     back the transaction it ended.
+//   - The outcome is unknown: every byte of the statements went out, and
+//     then the answer was lost (the connection reset, the deadline passed
+//     while a commit waited for a synchronous standby), or the server ended
+//     the session with FATAL, which it also does to a commit that it has
+//     made locally and is waiting to replicate. The error wraps
+//     audit.ErrMaybeStored.
+//   - The server accepted the row and did not store it (ErrNotStored).
+
+// ErrNotStored is returned when the server accepted a log's row and did
+// not store it in audit_logs: a BEFORE INSERT trigger returned NULL for
+// it, which is how triggers filter or route rows, or a rule did the
+// INSERT instead. The log is not in the table, and writing it again meets
+// the same fate until the trigger or rule changes.
+var ErrNotStored = errors.New("postgres audit: row not stored by the server")
+
+// uniqueViolation is the SQLSTATE of a duplicate key, and primaryKey the
+// constraint of audit_logs that makes an ID a duplicate.
+const (
+	uniqueViolation = "23505"
+	primaryKey      = "audit_logs_pkey"
+)
+
+// duplicateID reports whether err is the server's refusal of an ID that
+// is already stored. A unique index a DBA added fails with the same
+// SQLSTATE, and is a row error like any other.
+func duplicateID(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == uniqueViolation && pgErr.ConstraintName == primaryKey
+}
+
+// rowError reports whether err is one that a single row can cause, which
+// writing the rows in smaller groups narrows down to the rows at fault.
+// The SQLSTATE classes:
+//
+//   - 22 data exception (a value out of range, a character the server's
+//     encoding lacks) and 23 integrity constraint violation (a CHECK, a
+//     unique index a DBA added);
+//   - 54 program limit exceeded: a value too large for an index on an
+//     expression over it, say metadata->>'request_id';
+//   - errors raised by code that a DBA runs on each row, in a trigger or
+//     in a CHECK: P0 (PL/pgSQL, RAISE EXCEPTION), 09 triggered action, 21
+//     cardinality violation, 27 triggered data change, 2F SQL routine, 38
+//     and 39 external routine, 44 WITH CHECK OPTION;
+//   - 42501 when it is a row-level security policy refusing this row (told
+//     apart from a missing privilege by the server's message, so only
+//     when the server writes its messages in English).
+//
+// Any other error is about the statement, the role, the connection or the
+// server as a whole (08 connection, 25 read-only, 40 serialization or
+// deadlock, 42 privilege or undefined object, 53 out of connections or
+// disk, 55 lock not available, 57 canceled or shutting down, 58 and XX
+// system and internal errors): every row of the statement shares it, and
+// so does every log of the batch. An error that ends the session (FATAL)
+// is never one row's.
+func rowError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) != 5 || fatal(pgErr) {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "09", "21", "22", "23", "27", "2F", "38", "39", "44", "54", "P0":
+		return true
+	}
+	return pgErr.Code == "42501" && strings.HasPrefix(pgErr.Message, "new row violates row-level security policy")
+}
+
+// fatal reports whether the server ended the session with the error.
+func fatal(pgErr *pgconn.PgError) bool {
+	severity := pgErr.SeverityUnlocalized
+	if severity == "" { // servers before 9.6
+		severity = pgErr.Severity
+	}
+	return severity == "FATAL" || severity == "PANIC"
+}
+
+// outcomeUnknown reports whether err, returned by pgx for a statement that
+// commits on its own (or a COMMIT), leaves it unknown whether the
+// statement committed: pgx did not fail before sending, and the server did
+// not answer with an ERROR.
+func outcomeUnknown(err error) bool {
+	if err == nil || pgconn.SafeToRetry(err) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return fatal(pgErr)
+	}
+	return true
+}
+
+// commitUnknown reports whether err, returned by pgx.Tx.Commit, leaves it
+// unknown whether the transaction committed. pgx sends COMMIT with the
+// simple protocol, which reports a connection lost while it waits for the
+// answer as "conn closed", an error it says is safe to retry; so the only
+// errors taken to mean that nothing committed are the server's ERROR, a
+// COMMIT that rolled back, and ctx ending before the COMMIT was sent.
+func commitUnknown(err error) bool {
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil, errors.Is(err, pgx.ErrTxCommitRollback):
+		return false
+	case errors.As(err, &pgErr):
+		return fatal(pgErr)
+	case pgconn.SafeToRetry(err):
+		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	}
+	return true
+}
+
+// maybeStored returns err wrapped in audit.ErrMaybeStored.
+func maybeStored(err error) error {
+	return &maybeStoredError{err: err}
+}
+
+// maybeStoredError is an error after which the outcome is unknown.
+type maybeStoredError struct{ err error }
+
+func (e *maybeStoredError) Error() string { return audit.ErrMaybeStored.Error() + ": " + e.err.Error() }
+
+func (e *maybeStoredError) Unwrap() []error { return []error{audit.ErrMaybeStored, e.err} }
+
+// cause returns err without the audit.ErrMaybeStored that maybeStored
+// wrapped it in, for the logs that were never sent.
+func cause(err error) error {
+	var m *maybeStoredError
+	if errors.As(err, &m) {
+		return m.err
+	}
+	return err
+}
+
+// timedOut returns err, an error of a connection whose deadline was set
+// from ctx's, wrapped in context.DeadlineExceeded when it is that
+// deadline's: callers test for the deadline of their context, not for the
+// connection's.
+func timedOut(ctx context.Context, err error) error {
+	if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
+	}
+	return err
+}
