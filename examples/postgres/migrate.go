@@ -79,7 +79,9 @@ func migrations() ([]migration, error) {
 
 // Migrate brings the audit schema in schema up to date: it creates the
 // schema if needed, then the audit_logs table, its indexes, the trigger
-// that keeps it append-only and the audit_logs_purge function (see Purge).
+// that keeps it append-only, the audit_logs_purge function and the
+// audit_retention table that holds the minimum age of the logs it may
+// delete (see Purge).
 // An empty schema means the first schema of the search_path, usually
 // public.
 //
@@ -89,10 +91,11 @@ func migrations() ([]migration, error) {
 // transaction, under an advisory lock, so several replicas starting at
 // once apply each migration exactly once, whatever the server's
 // default_transaction_isolation: the transaction runs at READ COMMITTED,
-// so that each replica sees what the one before it committed. The role that runs it owns the
-// table and the purge function; keep both owned by one role, as the
-// append-only trigger lets a DELETE through only when the table's owner
-// runs it inside the purge function.
+// so that each replica sees what the one before it committed. The role
+// that runs it owns the tables and the purge function; keep them owned by
+// one role, as the append-only trigger lets a DELETE through only when
+// the table's owner runs it inside the purge function, and only the owner
+// may change the retention settings.
 //
 // db may be a pgx.Tx: Migrate then runs in a savepoint of it, and leaves
 // the transaction's search_path as it found it. That transaction keeps

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -78,8 +81,8 @@ func TestAppendOnlyForgedFlag(t *testing.T) {
 		"ALTER FUNCTION " + forger + ".pg_get_userbyid(oid) OWNER TO " + forger,
 		"GRANT USAGE ON SCHEMA " + fresh + ", " + upgraded + " TO " + forger,
 		"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON " + fresh + ".audit_logs, " + upgraded + ".audit_logs TO " + forger,
-		"INSERT INTO " + fresh + ".audit_logs (id, source, action, actor_type, created_at) VALUES ('kept', 's', 'a', 'user', now())",
-		"INSERT INTO " + upgraded + ".audit_logs (id, source, action, actor_type, created_at) VALUES ('kept', 's', 'a', 'user', now())",
+		"INSERT INTO " + fresh + ".audit_logs (id, source, action, actor_type, created_at) VALUES ('kept', 's', 'a', 'user', now() - interval '40 days')",
+		"INSERT INTO " + upgraded + ".audit_logs (id, source, action, actor_type, created_at) VALUES ('kept', 's', 'a', 'user', now() - interval '40 days')",
 	} {
 		if _, err := p.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
@@ -139,7 +142,7 @@ func TestAppendOnlyForgedFlag(t *testing.T) {
 			t.Errorf("%s: logs left unchanged: got %d, %v; want 1", schema, n, err)
 		}
 		// Retention, as the owner through the purge function, still works.
-		if n, err := Purge(ctx, p, schema, time.Now().Add(time.Hour)); err != nil || n != 1 {
+		if n, err := Purge(ctx, p, schema, time.Now().AddDate(0, 0, -35)); err != nil || n != 1 {
 			t.Errorf("%s: Purge: got %d, %v; want 1, nil", schema, n, err)
 		}
 	}
@@ -169,7 +172,8 @@ func TestPurge(t *testing.T) {
 	if err != nil || n != 0 {
 		t.Fatalf("Purge again: got %d, %v; want 0, nil", n, err)
 	}
-	page, err := r.List(ctx, audit.Filter{Limit: audit.MaxLimit})
+	// Only the logs of the service: each purge wrote one of its own.
+	page, err := r.List(ctx, audit.Filter{Source: "frontier", Limit: audit.MaxLimit})
 	if err != nil || len(page) != 10 {
 		t.Fatalf("List after Purge: got %d logs, %v; want 10", len(page), err)
 	}
@@ -181,13 +185,178 @@ func TestPurge(t *testing.T) {
 	if n, err = Purge(ctx, p, schema, edge.Add(1)); err != nil || n != 1 {
 		t.Errorf("Purge a nanosecond after a log: got %d, %v; want 1, nil", n, err)
 	}
-	if n, err = Purge(ctx, p, schema, maxTime.AddDate(1, 0, 0)); err != nil || n != 9 {
-		t.Errorf("Purge of everything: got %d, %v; want 9, nil", n, err)
+	// Logs younger than the minimum age stay, whatever the cutoff.
+	for _, cutoff := range []time.Time{time.Now(), time.Now().Add(-DefaultPurgeMinAge).Add(time.Minute), maxTime.AddDate(1, 0, 0)} {
+		if n, err = Purge(ctx, p, schema, cutoff); !errors.Is(err, ErrCutoffTooRecent) || n != 0 {
+			t.Errorf("Purge before %v: got %d, %v; want 0, ErrCutoffTooRecent", cutoff, n, err)
+		}
 	}
+	if page, err = r.List(ctx, audit.Filter{Source: "frontier", Limit: audit.MaxLimit}); err != nil || len(page) != 9 {
+		t.Errorf("List after the refused purges: got %d logs, %v; want 9", len(page), err)
+	}
+	// One log of each call that deleted: three chunks, an empty purge,
+	// the two at the edge; none of the refused ones.
+	format := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
+	checkPurgeLogs(t, r, []map[string]string{
+		{"cutoff": format(cutoff), "count": "10000"},
+		{"cutoff": format(cutoff), "count": "10000"},
+		{"cutoff": format(cutoff), "count": "5001"},
+		{"cutoff": format(cutoff), "count": "0"},
+		{"cutoff": format(edge), "count": "0"},
+		{"cutoff": format(edge.Add(time.Microsecond)), "count": "1"},
+	})
 	// Still append-only after Purge: its flag ended with its transaction.
 	if err := exec(t, schema, "DELETE FROM audit_logs"); err == nil {
 		t.Error("DELETE after Purge succeeded, want the append-only trigger to reject it")
 	}
+}
+
+// checkPurgeLogs checks the logs that purges wrote in r, oldest first,
+// against their metadata.
+func checkPurgeLogs(t *testing.T, r *Repository, want []map[string]string) {
+	t.Helper()
+	page, err := r.List(context.Background(), audit.Filter{Action: "audit.logs.purged", Limit: audit.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(page)
+	if len(page) != len(want) {
+		t.Fatalf("logs of purges: got %d, want %d", len(page), len(want))
+	}
+	for i, l := range page {
+		if err := l.Validate(); err != nil {
+			t.Errorf("log of purge %d: %v", i, err)
+		}
+		id, err := uuid.Parse(l.ID)
+		if err != nil || id.Version() != 7 || id.String() != l.ID {
+			t.Errorf("log of purge %d: ID %q is not a UUIDv7 string (%v)", i, l.ID, err)
+		}
+		sec, nsec := id.Time().UnixTime()
+		if idTime := time.Unix(sec, nsec); idTime.Sub(l.CreatedAt).Abs() > time.Millisecond {
+			t.Errorf("log of purge %d: ID made at %v, CreatedAt %v; want the same millisecond", i, idTime, l.CreatedAt)
+		}
+		if age := time.Since(l.CreatedAt); age < -time.Minute || age > time.Hour {
+			t.Errorf("log of purge %d: CreatedAt %v, want about now", i, l.CreatedAt)
+		}
+		wantLog := audit.Log{
+			ID: l.ID, Source: "audit_logs_purge", Action: "audit.logs.purged",
+			Actor: audit.Actor{Type: audit.ActorTypeSystem}, Metadata: want[i], CreatedAt: l.CreatedAt,
+		}
+		if !reflect.DeepEqual(l, wantLog) {
+			t.Errorf("log of purge %d:\ngot  %+v\nwant %+v", i, l, wantLog)
+		}
+	}
+}
+
+// TestPurgeMinimumAge checks the minimum age against the retention role,
+// which may execute the purge function: it cannot purge younger logs, nor
+// change the age, nor can a role granted every privilege on the settings;
+// the owner can. A purge rolled back takes its log with it.
+func TestPurgeMinimumAge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := mustPool(t)
+	r, schema := newRepo(t)
+	ret, meddler := schema+"_retention", schema+"_meddler"
+	createRoles(t, ret, meddler)
+	for _, sql := range []string{
+		"GRANT USAGE ON SCHEMA " + schema + " TO " + ret + ", " + meddler,
+		"GRANT EXECUTE ON FUNCTION " + schema + ".audit_logs_purge(timestamptz, integer) TO " + ret,
+		"GRANT ALL ON " + schema + ".audit_retention TO " + meddler,
+	} {
+		if _, err := p.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	var age time.Duration
+	if err := p.QueryRow(ctx, "SELECT min_age FROM "+schema+".audit_retention").Scan(&age); err != nil || age != DefaultPurgeMinAge {
+		t.Fatalf("the minimum age Migrate sets: got %v, %v; want DefaultPurgeMinAge, %v", age, err, DefaultPurgeMinAge)
+	}
+	now := time.Now()
+	logs := make([]audit.Log, 4)
+	for i, days := range []int{400, 31, 29, 0} {
+		logs[i] = makeLog(fmt.Sprintf("days-%d", days))
+		logs[i].CreatedAt = now.AddDate(0, 0, -days)
+	}
+	if err := r.CreateBatch(ctx, ptrs(logs)); err != nil {
+		t.Fatal(err)
+	}
+	retPool := rolePool(t, ret)
+	var pgErr *pgconn.PgError
+	for _, cutoff := range []time.Time{now.Add(time.Hour), now, now.AddDate(0, 0, -29)} {
+		if n, err := Purge(ctx, retPool, schema, cutoff); !errors.Is(err, ErrCutoffTooRecent) || n != 0 {
+			t.Errorf("Purge as %s before %v: got %d, %v; want 0, ErrCutoffTooRecent", ret, cutoff, n, err)
+		}
+	}
+	for _, sql := range []string{
+		"SELECT audit_logs_purge('infinity')",
+		"SELECT audit_logs_purge(NULL)",
+		"SELECT audit_logs_purge(now() - interval '29 days', NULL)",
+	} {
+		if _, err := retPool.Exec(ctx, "SET search_path TO "+schema+"; "+sql); !errors.As(err, &pgErr) || pgErr.Code != invalidParameter {
+			t.Errorf("%s as %s: got %v, want SQLSTATE 22023 from the purge function", sql, ret, err)
+		}
+	}
+	checkStored(t, r, true, ids(logs)...)
+	// Only the owner changes the minimum age.
+	for _, tt := range []struct {
+		pool *pgxpool.Pool
+		role string
+	}{{retPool, ret}, {rolePool(t, meddler), meddler}} {
+		for _, sql := range []string{
+			"UPDATE audit_retention SET min_age = interval '0'",
+			"DELETE FROM audit_retention",
+			"TRUNCATE audit_retention",
+		} {
+			_, err := tt.pool.Exec(ctx, "SET search_path TO "+schema+"; "+sql)
+			if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+				t.Errorf("%s as %s: got %v, want SQLSTATE 42501", sql, tt.role, err)
+			}
+		}
+	}
+	if n, err := Purge(ctx, retPool, schema, now.Add(-DefaultPurgeMinAge).Add(-time.Minute)); err != nil || n != 2 {
+		t.Errorf("Purge as %s of the logs older than the minimum age: got %d, %v; want 2, nil", ret, n, err)
+	}
+	if _, err := p.Exec(ctx, "UPDATE "+schema+".audit_retention SET min_age = interval '1 day'"); err != nil {
+		t.Fatalf("the owner changing the minimum age: %v", err)
+	}
+	// A purge and its log commit together, or neither does.
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Purge(ctx, tx, schema, now.AddDate(0, 0, -2)); err != nil || n != 1 {
+		t.Errorf("Purge in a transaction: got %d, %v; want 1, nil", n, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkStored(t, r, true, "days-29", "days-0")
+	if n, err := Purge(ctx, retPool, schema, now.AddDate(0, 0, -2)); err != nil || n != 1 {
+		t.Errorf("Purge as %s once the owner lowered the minimum age: got %d, %v; want 1, nil", ret, n, err)
+	}
+	checkStored(t, r, false, "days-400", "days-31", "days-29")
+	checkStored(t, r, true, "days-0")
+	cutoff := func(t time.Time) string { return ceilMicro(t).Format("2006-01-02T15:04:05.000000Z") }
+	checkPurgeLogs(t, r, []map[string]string{
+		{"cutoff": cutoff(now.Add(-DefaultPurgeMinAge).Add(-time.Minute)), "count": "2"},
+		{"cutoff": cutoff(now.AddDate(0, 0, -2)), "count": "1"},
+	})
+}
+
+// rolePool returns a pool of two connections whose sessions run as role,
+// closed at the end of the test.
+func rolePool(t *testing.T, role string) *pgxpool.Pool {
+	t.Helper()
+	cfg := mustPool(t).Config().Copy()
+	cfg.ConnConfig.RuntimeParams["role"] = role
+	cfg.MaxConns = 2
+	rp, err := newPoolConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rp.Close)
+	return rp
 }
 
 // TestLeastPrivilege runs the service as a role that may only insert and
