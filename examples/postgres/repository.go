@@ -59,6 +59,7 @@ type Repository struct {
 	closed  bool
 	quit    chan struct{}
 	wg      sync.WaitGroup
+	stats   batchStats
 }
 
 var _ audit.Repository = (*Repository)(nil)

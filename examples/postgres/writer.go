@@ -180,6 +180,7 @@ func (r *Repository) writeLoop() {
 			r.collecting.Unlock()
 			return
 		}
+		start := time.Now()
 		clear(seen)
 		batch, carry = take(batch[:0], carry, pending, seen)
 		want := min(expect, r.maxBatch)
@@ -205,6 +206,9 @@ func (r *Repository) writeLoop() {
 			batch, carry, pending = c.batch, c.carry, c.pending
 			r.deliver(ctx, batch, n, err)
 			cancel()
+		}
+		if len(batch) > 0 {
+			r.stats.add(len(batch), start)
 		}
 		// Expect the callers of this batch back, and those that arrived
 		// while it was written.
@@ -433,6 +437,21 @@ func (c *collector) stop() {
 		c.done = true
 		c.r.collecting.Unlock()
 	}
+}
+
+// batchStats counts group commit's batches and the time they take, from
+// the moment a writer starts making a batch to the moment each of its
+// callers has a result: the batch cycle, whose length bounds by Little's
+// law what a number of callers can write (callers / cycle). The
+// benchmarks read it.
+type batchStats struct {
+	batches, logs, nanos atomic.Int64
+}
+
+func (s *batchStats) add(logs int, since time.Time) {
+	s.batches.Add(1)
+	s.logs.Add(int64(logs))
+	s.nanos.Add(int64(time.Since(since)))
 }
 
 func (r *Repository) batchContext() (context.Context, context.CancelFunc) {
