@@ -105,8 +105,11 @@ func WithMaxWait(d time.Duration) Option {
 
 // WithWriteTimeout bounds how long group commit waits for one batch to be
 // written, the statements that find a rejected row included, before it
-// gives the logs it has not written the error. A value <= 0 removes the
-// bound. The default is DefaultWriteTimeout.
+// gives the logs it has not written an error wrapping
+// context.DeadlineExceeded, and audit.ErrMaybeStored for those whose
+// statement was under way (a commit waiting for a synchronous standby, an
+// answer that does not come). A value <= 0 removes the bound. The default
+// is DefaultWriteTimeout.
 func WithWriteTimeout(d time.Duration) Option {
 	return func(r *Repository) { r.writeTimeout = d }
 }

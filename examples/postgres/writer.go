@@ -39,9 +39,10 @@ import (
 // error (the server out of connections, shutting down or read-only, a
 // statement timeout, a lost connection) is no row's fault: every caller of
 // the batch gets it, rather than the server getting a thousand more
-// statements that would fail the same way. A COPY that commits with fewer
-// rows than it was sent had some dropped by a trigger: the table tells
-// which.
+// statements that would fail the same way, and it wraps
+// audit.ErrMaybeStored when the batch may have been committed (outcome.go
+// says when). A COPY that commits with fewer rows than it was sent had
+// some dropped by a trigger: the table tells which.
 
 // Request states: a queued request may be abandoned by its caller, or
 // taken by a writer, whichever happens first.
@@ -68,7 +69,8 @@ type request struct {
 //   - an error wrapping ErrNotStored when the server accepted the log and
 //     a trigger dropped it;
 //   - the database's error for this log alone when it rejected this log's
-//     data (see rowError for which errors one row can cause);
+//     data, with an error that one row can cause (a CHECK, an index or a
+//     trigger a DBA added: SQLSTATE classes 22, 23, 54, P0 and a few more);
 //   - when the batch failed for a reason that is no row's fault (no
 //     connection, the server shutting down, a timeout), that error, which
 //     every log of the batch gets;
