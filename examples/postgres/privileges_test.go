@@ -44,6 +44,18 @@ func grantRoles(t *testing.T, schema string) map[string]*pgxpool.Pool {
 	return pools
 }
 
+// forgeSQL creates, in schema, the trigger function forge, which rewrites
+// the actor and the action of the log it is given.
+func forgeSQL(schema string) string {
+	return `CREATE FUNCTION ` + schema + `.forge() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			NEW.actor_id := 'forged';
+			NEW.action := 'app.nothing.happened';
+			RETURN NEW;
+		END
+		$$`
+}
+
 // TestRolesCannotChangeLogs runs, as each role the README documents, every
 // statement that could change a stored log, change what new logs say, or
 // keep retention from working: each is refused with SQLSTATE 42501. Then
@@ -62,12 +74,7 @@ func TestRolesCannotChangeLogs(t *testing.T) {
 	table := schema + ".audit_logs"
 	for name, pool := range pools {
 		own := schema + "_" + name
-		if _, err := pool.Exec(ctx, `CREATE FUNCTION `+own+`.forge() RETURNS trigger LANGUAGE plpgsql AS $$
-			BEGIN
-				NEW.actor_id := 'forged';
-				RETURN NEW;
-			END
-			$$`); err != nil {
+		if _, err := pool.Exec(ctx, forgeSQL(own)); err != nil {
 			t.Fatalf("%s: creating a function in its own schema: %v", name, err)
 		}
 		for _, sql := range []string{
@@ -179,13 +186,7 @@ func TestGrantAllIsUnsafe(t *testing.T) {
 	}
 	p := rolePool(t, role)
 	for _, sql := range []string{
-		`CREATE FUNCTION ` + role + `.forge() RETURNS trigger LANGUAGE plpgsql AS $$
-			BEGIN
-				NEW.actor_id := 'forged';
-				NEW.action := 'app.nothing.happened';
-				RETURN NEW;
-			END
-			$$`,
+		forgeSQL(role),
 		"CREATE TRIGGER forge BEFORE INSERT ON " + schema + ".audit_logs FOR EACH ROW EXECUTE FUNCTION " + role + ".forge()",
 		"CREATE TABLE " + role + ".pin (id text REFERENCES " + schema + ".audit_logs (id))",
 		"INSERT INTO " + role + ".pin VALUES ('old')",

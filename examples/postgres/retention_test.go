@@ -379,18 +379,7 @@ func TestLeastPrivilege(t *testing.T) {
 			t.Fatalf("%s: %v", grant, err)
 		}
 	}
-	asRole := func(role string) *pgxpool.Pool {
-		cfg := p.Config().Copy()
-		cfg.ConnConfig.RuntimeParams["role"] = role
-		cfg.MaxConns = 4
-		rp, err := newPoolConfig(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(rp.Close)
-		return rp
-	}
-	appPool, retPool := asRole(app), asRole(ret)
+	appPool, retPool := rolePool(t, app), rolePool(t, ret)
 	var user string
 	if err := appPool.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != app {
 		t.Fatalf("current_user of the service's pool: got %q, %v; want %q", user, err, app)

@@ -78,7 +78,6 @@ func TestFlushIsolatesFailures(t *testing.T) {
 	if err := r.Create(ctx, &stored); err != nil {
 		t.Fatal(err)
 	}
-	idle := idleRepository(t, schema)
 	// Rules of this service's DBA, which no Validate knows about: one
 	// fails with an integrity constraint violation (SQLSTATE 23514), the
 	// other with a data exception (22P02, "abc" is no integer).
@@ -108,13 +107,7 @@ func TestFlushIsolatesFailures(t *testing.T) {
 		// The server refuses the first row while the others are on their way.
 		{[]audit.Log{bad, makeLog("good-9"), makeLog("good-10")}, []func(error) bool{refused, ok, ok}},
 	} {
-		for _, write := range []struct {
-			name string
-			do   func(*testing.T, *Repository, []audit.Log) []error
-		}{{"flush", flushLogs}, {"stream", func(t *testing.T, _ *Repository, logs []audit.Log) []error {
-			t.Helper()
-			return streamLogs(t, idle, logs)
-		}}} {
+		for _, write := range writePaths(schema) {
 			// Each write is a new batch of the same logs: the good ones
 			// get new IDs the second time.
 			logs := slices.Clone(batch.logs)
@@ -593,13 +586,7 @@ func TestCopyRowsServerNotices(t *testing.T) {
 			logs[i].Metadata[fmt.Sprintf("pad%d", k)] = strings.Repeat("p", 4000)
 		}
 	}
-	for _, write := range []struct {
-		name string
-		do   func(*testing.T, *Repository, []audit.Log) []error
-	}{{"flush", flushLogs}, {"stream", func(t *testing.T, _ *Repository, logs []audit.Log) []error {
-		t.Helper()
-		return streamLogs(t, idleRepository(t, schema), logs)
-	}}} {
+	for _, write := range writePaths(schema) {
 		batch := slices.Clone(logs)
 		for i := range batch {
 			batch[i].ID += "-" + write.name
