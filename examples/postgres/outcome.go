@@ -50,6 +50,15 @@ func duplicateID(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == uniqueViolation && pgErr.ConstraintName == primaryKey
 }
 
+// copyRefused reports whether err is the server refusing to COPY into the
+// table at all (SQLSTATE 0A000, feature not supported), as it does when
+// row-level security applies to the role: an INSERT may still write the
+// rows, and the policy then judges each.
+func copyRefused(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "0A000" && !fatal(pgErr)
+}
+
 // rowError reports whether err is one that a single row can cause, which
 // writing the rows in smaller groups narrows down to the rows at fault.
 // The SQLSTATE classes:

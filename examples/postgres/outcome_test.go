@@ -192,3 +192,53 @@ func TestOneBadRowFailsAlone(t *testing.T) {
 		t.Errorf("logs stored: got %d, want %d", n, 3*good)
 	}
 }
+
+// TestRowSecurityFailsOneRow writes, as the service's role, under a
+// row-level security policy that refuses some rows. The server refuses
+// COPY into such a table, and the batch is written with INSERT instead;
+// the policy's error (42501, like a missing privilege) fails the refused
+// log alone.
+func TestRowSecurityFailsOneRow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := newSchema(t)
+	role := schema + "_service"
+	createRoles(t, role)
+	for _, sql := range []string{
+		"GRANT USAGE ON SCHEMA " + schema + " TO " + role,
+		"GRANT SELECT, INSERT ON " + schema + ".audit_logs TO " + role,
+		"ALTER TABLE " + schema + ".audit_logs ENABLE ROW LEVEL SECURITY",
+		"CREATE POLICY readable ON " + schema + ".audit_logs FOR SELECT USING (true)",
+		"CREATE POLICY no_forbidden ON " + schema + ".audit_logs FOR INSERT WITH CHECK (action <> 'app.forbidden')",
+	} {
+		if _, err := mustPool(t).Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	rp := rolePool(t, role)
+	r := NewRepository(rp, WithSchema(schema))
+	t.Cleanup(func() { _ = r.Close() })
+	bad := makeLog("bad")
+	bad.Action = "app.forbidden"
+	logs := []audit.Log{makeLog("good-1"), bad, makeLog("good-2"), makeLog("good-3")}
+	check := func(what string, logs []audit.Log, errs []error) {
+		t.Helper()
+		for i, err := range errs {
+			if isBad := logs[i].Action == bad.Action; isBad && sqlState(err) != "42501" || !isBad && err != nil {
+				t.Errorf("%s: log %s: unexpected result %v", what, logs[i].ID, err)
+			}
+		}
+	}
+	batch := withSuffix(logs, "-flush", "")
+	check("flush", batch, flushLogs(t, r, batch))
+	batch = withSuffix(logs, "-stream", "")
+	check("stream", batch, streamLogs(t, idleRepositoryOn(t, rp, schema), batch))
+	batch = withSuffix(logs, "-concurrent", "")
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i := range batch {
+		wg.Go(func() { errs[i] = r.Create(ctx, &batch[i]) })
+	}
+	wg.Wait()
+	check("concurrent", batch, errs)
+}

@@ -316,9 +316,10 @@ func (r *Repository) deliver(ctx context.Context, reqs []*request, n int64, err 
 	case err == nil:
 		// Committed, but a trigger dropped some rows.
 		r.settleDropped(ctx, reqs, n)
-	case duplicateID(err):
-		// Some ID is stored already, and nothing was committed: write the
-		// others, and find out which.
+	case duplicateID(err), copyRefused(err):
+		// Some ID is stored already, or the server does not COPY into the
+		// table, and nothing was committed: write them with an INSERT,
+		// which finds out which IDs were stored.
 		r.narrow(ctx, reqs, false)
 	case rowError(err):
 		// The server rejected a row, and nothing was committed: find out

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/raystack/salt/audit"
 )
@@ -198,7 +199,13 @@ func streamLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 // stopped, for tests that play a writer's part.
 func idleRepository(t *testing.T, schema string) *Repository {
 	t.Helper()
-	r := NewRepository(mustPool(t), WithSchema(schema))
+	return idleRepositoryOn(t, mustPool(t), schema)
+}
+
+// idleRepositoryOn is idleRepository on pool.
+func idleRepositoryOn(t *testing.T, pool *pgxpool.Pool, schema string) *Repository {
+	t.Helper()
+	r := NewRepository(pool, WithSchema(schema))
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
