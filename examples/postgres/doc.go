@@ -45,8 +45,13 @@
 // chunks. The trigger lets a DELETE through only with that flag set and run
 // as the table's owner, as the function (SECURITY DEFINER) runs it, so a
 // role granted DELETE that sets the flag itself is still refused; the owner
-// could do the same, as it could drop the trigger. See Purge for the roles
-// and grants that keep the service itself from deleting anything.
+// could do the same, as it could drop the trigger. The function keeps
+// every log younger than a minimum age (DefaultPurgeMinAge unless the
+// owner changes it in the audit_retention table), and each call of it
+// writes an audit log of itself in the transaction of its DELETE (see
+// Purge). The README lists the grants that are safe, and those that are
+// not: a role granted TRIGGER on the table, which ALL includes, can
+// rewrite every new log.
 //
 // # Group commit
 //
