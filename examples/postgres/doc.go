@@ -103,5 +103,7 @@
 // appear whose CreatedAt is older than pages already read: a reader that
 // follows the newest logs must overlap its windows by the Logger's timeout
 // plus WithWriteTimeout plus the clock skew between replicas, and drop the
-// logs whose ID it has already seen.
+// logs whose ID it has already seen. A log whose store ended with
+// audit.ErrMaybeStored can appear later still, when the commit it waited
+// for completes; no window covers that.
 package postgres
