@@ -170,7 +170,7 @@ func TestUnknownOutcomeConnectionCut(t *testing.T) {
 		}
 	})
 	t.Run("answer held past the write timeout", func(t *testing.T) {
-		px, slow := through(t, WithWriteTimeout(500*time.Millisecond))
+		px, slow := through(t, WithWriteTimeout(time.Second))
 		for _, tt := range []struct {
 			tag  string
 			logs []audit.Log
@@ -211,6 +211,23 @@ func TestUnknownOutcomeConnectionCut(t *testing.T) {
 	})
 }
 
+// warm opens every connection pool may have, so that the next ones it
+// hands out are at hand.
+func warm(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	conns := make([]*pgxpool.Conn, pool.Config().MaxConns)
+	for i := range conns {
+		c, err := pool.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	for _, c := range conns {
+		c.Release()
+	}
+}
+
 func ptrs(logs []audit.Log) []*audit.Log {
 	out := make([]*audit.Log, len(logs))
 	for i := range logs {
@@ -234,7 +251,7 @@ func TestUnknownOutcomeSynchronousStandby(t *testing.T) {
 	if err := Migrate(ctx, pool, ""); err != nil {
 		t.Fatal(err)
 	}
-	r := NewRepository(pool, WithWriteTimeout(time.Second))
+	r := NewRepository(pool, WithWriteTimeout(2*time.Second))
 	t.Cleanup(func() { _ = r.Close() })
 	alone := NewRepository(pool) // closed: one INSERT per log
 	_ = alone.Close()
@@ -251,18 +268,30 @@ func TestUnknownOutcomeSynchronousStandby(t *testing.T) {
 		t.Fatal(err)
 	}
 	standby("absent_standby")
-	// The setting holds once a commit waits for the standby: a probe that
-	// takes long only because the machine is busy does not count.
+	// The setting holds once a commit waits for the standby. A probe runs
+	// until it commits or waits, and another one after a commit.
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	probed := make(chan struct{})
+	close(probed)
 	waitFor(t, "commits to wait for the standby", func() bool {
-		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		defer cancel()
-		if _, err := pool.Exec(pctx, "INSERT INTO probe VALUES (1)"); err == nil {
-			return false
+		select {
+		case <-probed:
+			done := make(chan struct{})
+			probed = done
+			go func() {
+				defer close(done)
+				_, _ = pool.Exec(probeCtx, "INSERT INTO probe VALUES (1)")
+			}()
+		default:
 		}
 		var n int
 		err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'").Scan(&n)
 		return err == nil && n > 0
 	})
+	stopProbe()
+	<-probed
+	// Connections at hand, so that no deadline below is spent connecting.
+	warm(t, pool)
 
 	var (
 		mu     sync.Mutex
@@ -285,7 +314,7 @@ func TestUnknownOutcomeSynchronousStandby(t *testing.T) {
 	// is under way when ctx ends.
 	l := makeLog("caller-deadline")
 	record(l)
-	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	checks(l.ID, r.Create(cctx, &l))
 	cancel()
 	for i := range 16 { // group commit, bounded by WithWriteTimeout
@@ -298,14 +327,14 @@ func TestUnknownOutcomeSynchronousStandby(t *testing.T) {
 	wg.Go(func() { // one INSERT
 		l := makeLog("alone")
 		record(l)
-		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		checks(l.ID, alone.Create(cctx, &l))
 	})
 	wg.Go(func() {
 		batch := someLogs("import", 4)
 		record(batch...)
-		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		checks("CreateBatch", r.CreateBatch(cctx, ptrs(batch)))
 	})
