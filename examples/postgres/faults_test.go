@@ -416,3 +416,32 @@ func TestUnknownOutcomeSessionEnded(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownOutcomeLookupLost cuts the connection of the lookup that
+// follows the INSERT of a batch holding a log stored before (the safe
+// retry of a log whose answer was lost): the INSERT skipped that log, and
+// only the lookup could tell whether it was stored before or dropped by a
+// trigger, so its error says that it may be stored; the new log of the
+// batch is stored.
+func TestUnknownOutcomeLookupLost(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := newSchema(t)
+	px := newCutProxy(t)
+	r := NewRepository(px.pool(2), WithSchema(schema))
+	t.Cleanup(func() { _ = r.Close() })
+	retried := makeLog("retried")
+	if err := r.Create(ctx, &retried); err != nil {
+		t.Fatal(err)
+	}
+	logs := []audit.Log{retried, makeLog("new")}
+	px.arm("SELECT", false)
+	errs := flushLogs(t, r, logs)
+	px.waitCut()
+	checkMaybeStored(t, "the retried log, whose lookup was cut", errs[0])
+	if errs[1] != nil {
+		t.Errorf("the new log: %v; want it stored", errs[1])
+	}
+	checkStored(t, r, true, ids(logs)...)
+	checkRetry(t, r, logs...)
+}

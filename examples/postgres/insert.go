@@ -188,7 +188,11 @@ func (r *Repository) insertGroup(ctx context.Context, reqs []*request) error {
 		}
 		switch _, ok := stored[id]; {
 		case storedErr != nil:
-			req.done <- fmt.Errorf("postgres audit: create %q: not written, and finding out why failed: %w", id, storedErr)
+			// The INSERT committed without this log: it was stored before,
+			// by an earlier attempt whose answer was lost say, or a trigger
+			// dropped it. Only the lookup could tell.
+			req.done <- fmt.Errorf("postgres audit: create %q: %w", id, maybeStored(fmt.Errorf(
+				"the INSERT did not write it, and finding out whether the log was stored before failed: %w", storedErr)))
 		case ok:
 			req.done <- fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, id)
 		default:
