@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/bits"
 	"sync/atomic"
 	"time"
 
@@ -35,7 +36,9 @@ import (
 // If the server rejected some row with an error one row can cause
 // (rowError), the batch is written again in halves, and each half that
 // fails in halves again, so that one bad log fails alone, at the cost of
-// about two statements per halving rather than one per log. Any other
+// two statements per halving (2*log2(N) for one bad log in N) rather than
+// one per log; narrowing stops after narrowBudget statements, and the logs
+// it has not written by then get the last error. Any other
 // error (the server out of connections, shutting down or read-only, a
 // statement timeout, a lost connection) is no row's fault: every caller of
 // the batch gets it, rather than the server getting a thousand more
@@ -338,8 +341,12 @@ func (r *Repository) deliver(ctx context.Context, reqs []*request, n int64, err 
 // groups of one INSERT each, and gives each request its result: the whole
 // of reqs first, or at once its two halves if split is set; a group that
 // fails with an error one row can cause is split in halves, down to single
-// logs, which get the error. All within ctx, the batch's deadline. Should
-// an error that is no row's fault come up, the group that met it gets it
+// logs, which get the error. All within ctx, the batch's deadline, and in
+// at most narrowBudget(len(reqs)) statements: once they are spent, every
+// log not written yet gets the last such error, wrapped in one that says
+// so (each of them is certainly not stored: its group was never sent, or
+// the server's ERROR rolled it back). Should an
+// error that is no row's fault come up, the group that met it gets it
 // (wrapping audit.ErrMaybeStored if the group may be committed), and the
 // groups not written yet get it plain, without a try.
 func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool) {
@@ -347,16 +354,31 @@ func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool) {
 	if split {
 		groups = halves(groups[:0], reqs)
 	}
-	for len(groups) > 0 {
+	budget := narrowBudget(len(reqs))
+	var last error // the last error one row can cause
+	for statements := 0; len(groups) > 0; statements++ {
+		if statements == budget {
+			// Rows that fail this often are likely all to fail (a NOT
+			// NULL column a DBA added, a trigger that refuses every row),
+			// and 2N-1 statements would only say so N times.
+			err := fmt.Errorf("not written: %d statements did not find which logs of the batch the server refuses, "+
+				"and its last error was: %w", statements, last)
+			for _, g := range groups {
+				failAll(g, err)
+			}
+			return
+		}
 		g := groups[len(groups)-1]
 		groups = groups[:len(groups)-1]
 		err := r.insertGroup(ctx, g)
 		switch {
 		case err == nil:
-		case rowError(err) && len(g) > 1:
-			groups = halves(groups, g)
-		case rowError(err):
+		case rowError(err) && len(g) == 1:
+			last = err
 			g[0].done <- fmt.Errorf("postgres audit: create %q: %w", g[0].row.id, err)
+		case rowError(err):
+			last = err
+			groups = halves(groups, g)
 		default:
 			failAll(g, err)
 			for _, g := range groups {
@@ -365,6 +387,14 @@ func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool) {
 			return
 		}
 	}
+}
+
+// narrowBudget is the most statements narrow spends on a batch of n logs:
+// enough to find one bad log by halves (two statements per halving, one
+// halving per power of two) and a few more, 2*ceil(log2(n)) + 8 (28 for a
+// batch of 1000).
+func narrowBudget(n int) int {
+	return 2*bits.Len(uint(max(n, 1)-1)) + 8
 }
 
 // halves pushes the two halves of g on the stack groups, the first half

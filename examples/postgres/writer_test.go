@@ -318,6 +318,60 @@ func TestFlushServerErrors(t *testing.T) {
 	}
 }
 
+// TestFlushEveryRowRefused refuses every row of a batch of 1000 with an
+// error that one row could cause, as a NOT NULL column or a trigger a DBA
+// added would: narrowing stops after its budget of statements, rather than
+// write 1,999 statements that each fail, and every caller gets the
+// server's error, which says the log is not stored.
+func TestFlushEveryRowRefused(t *testing.T) {
+	t.Parallel()
+	const n = 1000
+	for _, tt := range []struct {
+		name, code, sql string
+	}{
+		{"trigger", "P0001", `CREATE TRIGGER refuse BEFORE INSERT ON audit_logs
+			FOR EACH STATEMENT EXECUTE FUNCTION count_insert('P0001')`},
+		{"not null column", "23502", `ALTER TABLE audit_logs ADD COLUMN region text NOT NULL;
+			CREATE TRIGGER count BEFORE INSERT ON audit_logs
+			FOR EACH STATEMENT EXECUTE FUNCTION count_insert('')`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, schema := newRepo(t)
+			if err := exec(t, schema, `CREATE SEQUENCE inserts;
+				CREATE FUNCTION count_insert() RETURNS trigger LANGUAGE plpgsql
+				SET search_path FROM CURRENT AS $$
+				BEGIN
+					PERFORM nextval('inserts');
+					IF TG_ARGV[0] <> '' THEN
+						RAISE EXCEPTION 'refused by the test' USING ERRCODE = TG_ARGV[0];
+					END IF;
+					RETURN NULL;
+				END
+				$$;`+tt.sql); err != nil {
+				t.Fatal(err)
+			}
+			logs := someLogs("refused", n)
+			for i, err := range flushLogs(t, r, logs) {
+				if sqlState(err) != tt.code || errors.Is(err, audit.ErrMaybeStored) ||
+					!strings.Contains(err.Error(), fmt.Sprintf("create %q", logs[i].ID)) {
+					t.Fatalf("log %s: got %v, want the server's error, SQLSTATE %s, for this log", logs[i].ID, err, tt.code)
+				}
+			}
+			var statements int
+			if err := mustPool(t).QueryRow(context.Background(), "SELECT nextval($1::regclass) - 1", schema+".inserts").Scan(&statements); err != nil {
+				t.Fatal(err)
+			}
+			// The COPY, then at most 2*ceil(log2(1000)) + 8 INSERTs.
+			if want := 1 + 2*10 + 8; statements > want {
+				t.Errorf("%d statements for a batch of %d, want at most %d", statements, n, want)
+			}
+			t.Logf("%d statements for a batch of %d", statements, n)
+			checkStored(t, r, false, logs[0].ID, logs[n-1].ID)
+		})
+	}
+}
+
 // TestFlushOneDeadline gives a batch a rejected row and slow good ones:
 // the rows written one at a time after the failed COPY share the batch's
 // WithWriteTimeout, rather than each getting a timeout of its own, and
