@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ func newStatement(sql string, writes bool) statement {
 type statements struct {
 	insertOne statement // INSERT of one log
 	insertNew statement // INSERT of a group, skipping stored IDs, RETURNING the IDs it wrote
+	insertAll statement // INSERT of a group, every row or an error
 	existing  statement // which of some IDs are stored
 	stored    statement // which of some logs are stored as they were sent
 }
@@ -48,8 +50,9 @@ func newStatements(table string) statements {
 			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", true),
 		insertNew: newStatement("INSERT INTO "+table+" ("+cols+")"+
 			" SELECT * FROM"+unnest+" ON CONFLICT (id) DO NOTHING RETURNING id", true),
-		existing: newStatement("SELECT id FROM "+table+" WHERE id = ANY($1::text[])", false),
-		stored:   newStatement("SELECT id FROM "+table+" WHERE ("+cols+") IN (SELECT * FROM"+unnest+")", false),
+		insertAll: newStatement("INSERT INTO "+table+" ("+cols+") SELECT * FROM"+unnest, true),
+		existing:  newStatement("SELECT id FROM "+table+" WHERE id = ANY($1::text[])", false),
+		stored:    newStatement("SELECT id FROM "+table+" WHERE ("+cols+") IN (SELECT * FROM"+unnest+")", false),
 	}
 }
 
@@ -200,6 +203,79 @@ func (r *Repository) insertGroup(ctx context.Context, reqs []*request) error {
 		}
 	}
 	return nil
+}
+
+// errDeficit is returned by insertChecked when the server stored some of
+// a group's rows and dropped the others: it rolled the group back, and
+// narrow writes it again in halves to find which.
+var errDeficit = errors.New("a trigger dropped some of the group's logs, and the group was rolled back")
+
+// insertChecked writes the logs of reqs with one plain INSERT (no ON
+// CONFLICT, no RETURNING, which row-level security would judge by the
+// table's SELECT policies) in a transaction of its own, and gives each
+// request its result, from the rows the server reports: every row stored,
+// and it commits; none, and each log fails with ErrNotStored; some, and it
+// rolls back and returns errDeficit. A log alone whose ID is stored fails
+// with audit.ErrAlreadyExists. An error that is not about the logs it
+// reached the server with is returned, and no request gets it. Only an
+// error of the COMMIT wraps audit.ErrMaybeStored: the server rolls back a
+// transaction whose session is lost before it commits.
+func (r *Repository) insertChecked(ctx context.Context, reqs []*request) (err error) {
+	c, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	conn := c.Conn()
+	st := r.stmts.insertAll
+	if _, err := conn.Prepare(ctx, st.name, st.sql); err != nil {
+		return err
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			rollback(tx)
+		}
+	}()
+	tag, err := tx.Exec(ctx, st.name, newBatch(reqs).args()...)
+	switch n := tag.RowsAffected(); {
+	case err != nil && len(reqs) == 1 && duplicateID(err):
+		reqs[0].done <- fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, reqs[0].row.id)
+		return nil
+	case err != nil:
+		return err
+	case n > 0 && n < int64(len(reqs)):
+		return fmt.Errorf("%w: the server stored %d of %d", errDeficit, n, len(reqs))
+	}
+	// Every row stored, or none: commit, as a lone INSERT would, what the
+	// triggers did (a row they routed elsewhere stays there). If none was
+	// stored, audit_logs holds none of them, whatever the COMMIT does.
+	stored := tag.RowsAffected() > 0
+	if err := tx.Commit(ctx); err != nil && stored {
+		if commitUnknown(err) {
+			return maybeStored(timedOut(ctx, err))
+		}
+		return err
+	}
+	for _, req := range reqs {
+		if stored {
+			req.done <- nil
+		} else {
+			req.done <- dropped(req.row.id)
+		}
+	}
+	return nil
+}
+
+// rollback ends tx, which commits nothing; if it fails, pgx closes the
+// connection, and the server rolls back.
+func rollback(tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = tx.Rollback(ctx)
 }
 
 // settleDropped gives the requests of a committed batch of which the

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -52,8 +51,8 @@ func duplicateID(err error) bool {
 
 // copyRefused reports whether err is the server refusing to COPY into the
 // table at all (SQLSTATE 0A000, feature not supported), as it does when
-// row-level security applies to the role: an INSERT may still write the
-// rows, and the policy then judges each.
+// row-level security applies to the role: a plain INSERT may still write
+// the rows, and the policy then judges each (see insertChecked).
 func copyRefused(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "0A000" && !fatal(pgErr)
@@ -72,9 +71,11 @@ func copyRefused(err error) bool {
 //     in a CHECK: P0 (PL/pgSQL, RAISE EXCEPTION), 09 triggered action, 21
 //     cardinality violation, 27 triggered data change, 2F SQL routine, 38
 //     and 39 external routine, 44 WITH CHECK OPTION;
-//   - 42501 when it is a row-level security policy refusing this row (told
-//     apart from a missing privilege by the server's message, so only
-//     when the server writes its messages in English).
+//   - 42501, insufficient privilege, when rls is set: the server refused to
+//     COPY into the table because row-level security applies to the role
+//     (copyRefused), which it says after it has checked the role's INSERT
+//     privilege, so 42501 is a policy refusing a row. No message is read:
+//     the server writes them in its lc_messages.
 //
 // Any other error is about the statement, the role, the connection or the
 // server as a whole (08 connection, 25 read-only, 40 serialization or
@@ -83,7 +84,7 @@ func copyRefused(err error) bool {
 // system and internal errors): every row of the statement shares it, and
 // so does every log of the batch. An error that ends the session (FATAL)
 // is never one row's.
-func rowError(err error) bool {
+func rowError(err error, rls bool) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || len(pgErr.Code) != 5 || fatal(pgErr) {
 		return false
@@ -92,7 +93,7 @@ func rowError(err error) bool {
 	case "09", "21", "22", "23", "27", "2F", "38", "39", "44", "54", "P0":
 		return true
 	}
-	return pgErr.Code == "42501" && strings.HasPrefix(pgErr.Message, "new row violates row-level security policy")
+	return rls && pgErr.Code == "42501"
 }
 
 // fatal reports whether the server ended the session with the error.

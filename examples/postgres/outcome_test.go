@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/raystack/salt/audit"
 )
 
@@ -193,47 +196,121 @@ func TestOneBadRowFailsAlone(t *testing.T) {
 	}
 }
 
-// TestRowSecurityFailsOneRow writes, as the service's role, under a
-// row-level security policy that refuses some rows. The server refuses
-// COPY into such a table, and the batch is written with INSERT instead;
-// the policy's error (42501, like a missing privilege) fails the refused
-// log alone.
-func TestRowSecurityFailsOneRow(t *testing.T) {
+// TestRowSecurity writes, as the service's role, into a table under
+// row-level security as a multi-tenant service would set it: a session
+// reads the logs of the org it names, and may insert any log but those a
+// policy refuses. The server refuses COPY into such a table: group commit
+// writes with INSERT instead, for a while (one refused COPY, not one per
+// batch), with no RETURNING or ON CONFLICT, which the SELECT policy would
+// judge. The policy's error (42501, like a missing privilege) fails the
+// refused log alone, and a log stored before gets ErrAlreadyExists.
+func TestRowSecurity(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	schema := newSchema(t)
 	role := schema + "_service"
 	createRoles(t, role)
+	rowSecurity(t, mustPool(t), schema, role)
+	checkRowSecurity(t, mustPool(t), rolePool(t, role), schema)
+}
+
+// TestRowSecurityMessages is TestRowSecurity on a server that writes its
+// messages in German, on a server of the test's own: the server's messages
+// follow its environment's LANGUAGE, which a test cannot set on the
+// server the others share, once a session's lc_messages is a locale other
+// than C (C.UTF-8, which every glibc has).
+func TestRowSecurityMessages(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	admin := startServer(t, 4, "LANGUAGE=de")
+	const schema, role = "audit", "service"
+	if err := Migrate(ctx, admin, schema); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" NOLOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	rowSecurity(t, admin, schema, role)
+	cfg := admin.Config().Copy()
+	cfg.ConnConfig.RuntimeParams["role"] = role
+	cfg.ConnConfig.RuntimeParams["lc_messages"] = "C.UTF-8"
+	cfg.MaxConns = 2
+	rp, err := newPoolConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rp.Close)
+	var pgErr *pgconn.PgError
+	if _, err := rp.Exec(ctx, "SELECT 1/0"); !errors.As(err, &pgErr) || pgErr.Message != "Division durch Null" {
+		t.Fatalf("SELECT 1/0: got %v, want the server's message in German, \"Division durch Null\": "+
+			"the test needs PostgreSQL's German messages and a glibc whose C.UTF-8 honours LANGUAGE", err)
+	}
+	checkRowSecurity(t, admin, rp, schema)
+}
+
+// rowSecurity puts the audit_logs of schema, on admin's server, under
+// row-level security for role: role reads the logs of the org its session
+// names in app.org, and inserts any log but those of action
+// app.forbidden.
+func rowSecurity(t *testing.T, admin *pgxpool.Pool, schema, role string) {
+	t.Helper()
 	for _, sql := range []string{
 		"GRANT USAGE ON SCHEMA " + schema + " TO " + role,
 		"GRANT SELECT, INSERT ON " + schema + ".audit_logs TO " + role,
 		"ALTER TABLE " + schema + ".audit_logs ENABLE ROW LEVEL SECURITY",
-		"CREATE POLICY readable ON " + schema + ".audit_logs FOR SELECT USING (true)",
+		"CREATE POLICY tenant ON " + schema + ".audit_logs FOR SELECT USING (org_id = current_setting('app.org', true))",
 		"CREATE POLICY no_forbidden ON " + schema + ".audit_logs FOR INSERT WITH CHECK (action <> 'app.forbidden')",
 	} {
-		if _, err := mustPool(t).Exec(ctx, sql); err != nil {
+		if _, err := admin.Exec(context.Background(), sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	rp := rolePool(t, role)
+}
+
+// checkRowSecurity writes through rp, a pool of the role that rowSecurity
+// set up, on every write path, and checks each log's result and, through
+// admin, which logs are stored.
+func checkRowSecurity(t *testing.T, admin, rp *pgxpool.Pool, schema string) {
+	t.Helper()
+	ctx := context.Background()
 	r := NewRepository(rp, WithSchema(schema))
 	t.Cleanup(func() { _ = r.Close() })
+	stored := makeLog("stored")
+	if err := r.Create(ctx, &stored); err != nil {
+		t.Fatal(err)
+	}
 	bad := makeLog("bad")
 	bad.Action = "app.forbidden"
-	logs := []audit.Log{makeLog("good-1"), bad, makeLog("good-2"), makeLog("good-3")}
+	logs := []audit.Log{makeLog("good-1"), bad, makeLog("good-2"), stored, makeLog("good-3")}
+	var want []string // the logs that should be stored
 	check := func(what string, logs []audit.Log, errs []error) {
 		t.Helper()
 		for i, err := range errs {
-			if isBad := logs[i].Action == bad.Action; isBad && sqlState(err) != "42501" || !isBad && err != nil {
-				t.Errorf("%s: log %s: unexpected result %v", what, logs[i].ID, err)
+			switch {
+			case logs[i].ID == stored.ID:
+				if !errors.Is(err, audit.ErrAlreadyExists) {
+					t.Errorf("%s: log %s, stored before: got %v, want ErrAlreadyExists", what, logs[i].ID, err)
+				}
+			case logs[i].Action == bad.Action:
+				if sqlState(err) != "42501" || errors.Is(err, audit.ErrMaybeStored) {
+					t.Errorf("%s: log %s: got %v, want the policy's error, SQLSTATE 42501", what, logs[i].ID, err)
+				}
+			case err != nil:
+				t.Errorf("%s: log %s: got %v, want it stored", what, logs[i].ID, err)
+			default:
+				want = append(want, logs[i].ID)
 			}
 		}
 	}
-	batch := withSuffix(logs, "-flush", "")
-	check("flush", batch, flushLogs(t, r, batch))
-	batch = withSuffix(logs, "-stream", "")
+	for _, name := range []string{"flush-1", "flush-2", "flush-3"} {
+		batch := withSuffix(logs, "-"+name, stored.ID)
+		check(name, batch, flushLogs(t, r, batch))
+	}
+	if n := r.stats.copyRefused.Load(); n != 1 {
+		t.Errorf("three batches: %d COPY statements refused, want 1: the refusal holds for the next batches", n)
+	}
+	batch := withSuffix(logs, "-stream", stored.ID)
 	check("stream", batch, streamLogs(t, idleRepositoryOn(t, rp, schema), batch))
-	batch = withSuffix(logs, "-concurrent", "")
+	batch = withSuffix(logs, "-concurrent", stored.ID)
 	errs := make([]error, len(batch))
 	var wg sync.WaitGroup
 	for i := range batch {
@@ -241,4 +318,12 @@ func TestRowSecurityFailsOneRow(t *testing.T) {
 	}
 	wg.Wait()
 	check("concurrent", batch, errs)
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+schema+".audit_logs WHERE id = ANY($1) AND action <> 'app.forbidden'",
+		want).Scan(&n); err != nil || n != len(want) {
+		t.Errorf("logs stored: got %d, %v; want %d", n, err, len(want))
+	}
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM "+schema+".audit_logs").Scan(&n); err != nil || n != len(want)+1 {
+		t.Errorf("logs in the table: got %d, %v; want %d", n, err, len(want)+1)
+	}
 }

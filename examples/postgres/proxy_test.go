@@ -176,8 +176,9 @@ func (p *cutProxy) close() {
 // startServer starts a PostgreSQL server of the test's own with
 // scripts/with-postgres.sh, for a test that changes settings that are the
 // whole server's, and returns a pool of at most n connections to it. The
+// server runs with env (NAME=value) added to the test's environment. The
 // server and the pool stop at the end of the test.
-func startServer(t *testing.T, n int32) *pgxpool.Pool {
+func startServer(t *testing.T, n int32, env ...string) *pgxpool.Pool {
 	t.Helper()
 	const script = "../../scripts/with-postgres.sh"
 	cmd := osexec.Command(script, "sh", "-c", `echo "$DATABASE_URL"; exec cat >/dev/null`)
@@ -186,6 +187,7 @@ func startServer(t *testing.T, n int32) *pgxpool.Pool {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -57,9 +57,12 @@ type Repository struct {
 	awaited atomic.Int64
 	enough  chan struct{}
 	closed  bool
-	quit    chan struct{}
-	wg      sync.WaitGroup
-	stats   batchStats
+	// copyOffUntil is when group commit tries COPY again, in Unix
+	// nanoseconds, after the server refused one (see copyOff).
+	copyOffUntil atomic.Int64
+	quit         chan struct{}
+	wg           sync.WaitGroup
+	stats        batchStats
 }
 
 var _ audit.Repository = (*Repository)(nil)

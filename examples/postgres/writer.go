@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -46,6 +47,14 @@ import (
 // audit.ErrMaybeStored when the batch may have been committed (outcome.go
 // says when). A COPY that commits with fewer rows than it was sent had
 // some dropped by a trigger: the table tells which.
+//
+// Where row-level security applies to the role, the server refuses COPY
+// into the table (0A000). Group commit then writes its batches, for
+// copyRetry, with a plain INSERT each, in a transaction that commits only
+// if the server stored every row (or none), and narrows by halves from
+// there: the policies judge each row, a policy's refusal (42501) fails its
+// log alone, and no RETURNING, ON CONFLICT or lookup is used, which the
+// table's SELECT policies would judge, or hide other tenants' logs from.
 
 // Request states: a queued request may be abandoned by its caller, or
 // taken by a writer, whichever happens first.
@@ -189,7 +198,7 @@ func (r *Repository) writeLoop() {
 		clear(seen)
 		batch, carry = take(batch[:0], carry, pending, seen)
 		want := min(expect, r.maxBatch)
-		if len(batch) == 0 || len(batch) >= want || r.maxWait <= 0 || closing {
+		if len(batch) == 0 || len(batch) >= want || r.maxWait <= 0 || closing || r.copyOff() {
 			r.collecting.Unlock()
 			if len(batch) > 0 {
 				r.flush(batch)
@@ -299,6 +308,10 @@ func (r *Repository) flush(reqs []*request) {
 		reqs[0].done <- r.createAlone(ctx, &reqs[0].row)
 		return
 	}
+	if r.copyOff() {
+		r.narrow(ctx, reqs, false, checkedRLS)
+		return
+	}
 	n, err := copyIn(ctx, r.pool, r.copySQLs[1], 1, func(w *copyWriter) error {
 		for _, req := range reqs {
 			w.row(req.tuple)
@@ -319,15 +332,19 @@ func (r *Repository) deliver(ctx context.Context, reqs []*request, n int64, err 
 	case err == nil:
 		// Committed, but a trigger dropped some rows.
 		r.settleDropped(ctx, reqs, n)
-	case duplicateID(err), copyRefused(err):
-		// Some ID is stored already, or the server does not COPY into the
-		// table, and nothing was committed: write them with an INSERT,
-		// which finds out which IDs were stored.
-		r.narrow(ctx, reqs, false)
-	case rowError(err):
+	case duplicateID(err):
+		// Some ID is stored already, and nothing was committed: write them
+		// with an INSERT, which finds out which IDs were stored.
+		r.narrow(ctx, reqs, false, upsert)
+	case copyRefused(err):
+		// Row-level security applies, and nothing was committed: write
+		// them with INSERT, and the next batches too, for a while.
+		r.refuseCopy()
+		r.narrow(ctx, reqs, false, checkedRLS)
+	case rowError(err, false):
 		// The server rejected a row, and nothing was committed: find out
 		// which rows fail.
-		r.narrow(ctx, reqs, true)
+		r.narrow(ctx, reqs, true, upsert)
 	default:
 		// No connection, or it failed or timed out, or the server failed
 		// the statement for a reason no row is to blame for: every row of
@@ -349,7 +366,7 @@ func (r *Repository) deliver(ctx context.Context, reqs []*request, n int64, err 
 // error that is no row's fault come up, the group that met it gets it
 // (wrapping audit.ErrMaybeStored if the group may be committed), and the
 // groups not written yet get it plain, without a try.
-func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool) {
+func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool, how groupInsert) {
 	groups := [][]*request{reqs} // a stack: the next group is last
 	if split {
 		groups = halves(groups[:0], reqs)
@@ -370,13 +387,19 @@ func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool) {
 		}
 		g := groups[len(groups)-1]
 		groups = groups[:len(groups)-1]
-		err := r.insertGroup(ctx, g)
+		var err error
+		if how == upsert {
+			err = r.insertGroup(ctx, g)
+		} else {
+			err = r.insertChecked(ctx, g)
+		}
+		rowErr := rowError(err, how == checkedRLS) || errors.Is(err, errDeficit)
 		switch {
 		case err == nil:
-		case rowError(err) && len(g) == 1:
+		case rowErr && len(g) == 1:
 			last = err
 			g[0].done <- fmt.Errorf("postgres audit: create %q: %w", g[0].row.id, err)
-		case rowError(err):
+		case rowErr:
 			last = err
 			groups = halves(groups, g)
 		default:
@@ -387,6 +410,41 @@ func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool) {
 			return
 		}
 	}
+}
+
+// groupInsert is how narrow writes a group of logs.
+type groupInsert int
+
+const (
+	// upsert writes a group with INSERT ... ON CONFLICT DO NOTHING
+	// RETURNING id, and finds out from the table why a log was skipped
+	// (insertGroup): one statement settles every duplicate.
+	upsert groupInsert = iota
+	// checkedRLS writes a group with a plain INSERT in a transaction that
+	// commits only if the server stored every row or none (insertChecked),
+	// for a table under row-level security: ON CONFLICT and RETURNING
+	// would be judged by its SELECT policies, which may hide other
+	// tenants' logs, and a lookup would not see them either. A policy's
+	// 42501 is a row's error.
+	checkedRLS
+)
+
+// copyRetry is how long group commit writes with INSERT, after the server
+// refused a COPY into the table, before it tries COPY again.
+const copyRetry = time.Minute
+
+// refuseCopy records that the server refused a COPY into the table.
+func (r *Repository) refuseCopy() {
+	r.copyOffUntil.Store(time.Now().Add(copyRetry).UnixNano())
+	r.stats.copyRefused.Add(1)
+}
+
+// copyOff reports whether the server refused a COPY into the table less
+// than copyRetry ago: a COPY would be refused again (row-level security
+// applies to the role), a round trip and an ERROR in the server's log per
+// batch.
+func (r *Repository) copyOff() bool {
+	return time.Now().UnixNano() < r.copyOffUntil.Load()
 }
 
 // narrowBudget is the most statements narrow spends on a batch of n logs:
@@ -479,6 +537,7 @@ func (c *collector) stop() {
 // benchmarks read it.
 type batchStats struct {
 	batches, logs, nanos atomic.Int64
+	copyRefused          atomic.Int64 // COPY statements the server refused
 }
 
 func (s *batchStats) add(logs int, since time.Time) {
