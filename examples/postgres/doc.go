@@ -89,6 +89,11 @@
 // that log alone in group commit, never its neighbors in the batch; an
 // error about the connection or the server fails the whole batch.
 //
+// Rules on INSERT into audit_logs (CREATE RULE ... DO INSTEAD) are not
+// supported: COPY, which writes group commit's batches, ignores them,
+// while INSERT, which writes a lone log and the logs of a batch that
+// failed, follows them. Use a trigger.
+//
 // # Lists
 //
 // List turns every Filter field into SQL, pages by keyset (never OFFSET),

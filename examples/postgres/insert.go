@@ -101,7 +101,7 @@ func (r *Repository) createAlone(ctx context.Context, rw *row) error {
 	case err != nil:
 		return fmt.Errorf("postgres audit: create %q: %w", rw.id, err)
 	case n == 0:
-		return fmt.Errorf("postgres audit: create %q: %w (a trigger or rule on the table dropped it)", rw.id, ErrNotStored)
+		return fmt.Errorf("postgres audit: create %q: %w (a trigger on the table dropped it)", rw.id, ErrNotStored)
 	}
 	return nil
 }

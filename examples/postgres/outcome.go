@@ -29,9 +29,9 @@ import (
 
 // ErrNotStored is returned when the server accepted a log's row and did
 // not store it in audit_logs: a BEFORE INSERT trigger returned NULL for
-// it, which is how triggers filter or route rows, or a rule did the
-// INSERT instead. The log is not in the table, and writing it again meets
-// the same fate until the trigger or rule changes.
+// it, which is how triggers filter or route rows. The log is not in the
+// table, and writing it again meets the same fate until the trigger
+// changes.
 var ErrNotStored = errors.New("postgres audit: row not stored by the server")
 
 // uniqueViolation is the SQLSTATE of a duplicate key, and primaryKey the
@@ -49,11 +49,12 @@ func duplicateID(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == uniqueViolation && pgErr.ConstraintName == primaryKey
 }
 
-// copyRefused reports whether err is the server refusing to COPY into the
-// table at all (SQLSTATE 0A000, feature not supported), as it does when
-// row-level security applies to the role: a plain INSERT may still write
-// the rows, and the policy then judges each (see insertChecked).
-func copyRefused(err error) bool {
+// notSupported reports whether err is the server refusing a statement as
+// a whole (SQLSTATE 0A000, feature not supported), rows unseen: a COPY
+// into the table where row-level security applies to the role, or an
+// INSERT ... ON CONFLICT on a table with INSERT rules. A plain INSERT may
+// still write the rows (see insertChecked).
+func notSupported(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "0A000" && !fatal(pgErr)
 }
@@ -73,7 +74,7 @@ func copyRefused(err error) bool {
 //     and 39 external routine, 44 WITH CHECK OPTION;
 //   - 42501, insufficient privilege, when rls is set: the server refused to
 //     COPY into the table because row-level security applies to the role
-//     (copyRefused), which it says after it has checked the role's INSERT
+//     (notSupported), which it says after it has checked the role's INSERT
 //     privilege, so 42501 is a policy refusing a row. No message is read:
 //     the server writes them in its lc_messages.
 //

@@ -327,3 +327,40 @@ func checkRowSecurity(t *testing.T, admin, rp *pgxpool.Pool, schema string) {
 		t.Errorf("logs in the table: got %d, %v; want %d", n, err, len(want)+1)
 	}
 }
+
+// TestInsertRule adds a conditional DO INSTEAD rule on INSERT, which the
+// repository does not support (COPY ignores rules, an INSERT follows
+// them), and on which the server refuses INSERT ... ON CONFLICT: a batch
+// holding a log stored before is still written, each log getting its own
+// result, rather than every log the server's 0A000.
+func TestInsertRule(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t)
+	ctx := context.Background()
+	stored := makeLog("stored")
+	if err := r.Create(ctx, &stored); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec(t, schema, `CREATE TABLE elsewhere (LIKE audit_logs);
+		CREATE RULE route AS ON INSERT TO audit_logs WHERE NEW.action = 'app.routed'
+			DO INSTEAD INSERT INTO elsewhere VALUES (NEW.*)`); err != nil {
+		t.Fatal(err)
+	}
+	routed := makeLog("routed")
+	routed.Action = "app.routed"
+	for _, write := range writePaths(schema) {
+		logs := withSuffix([]audit.Log{makeLog("new-1"), stored, makeLog("new-2"), routed}, "-"+write.name, stored.ID)
+		errs := write.do(t, r, logs)
+		for i, err := range errs[:3] {
+			if logs[i].ID == stored.ID && !errors.Is(err, audit.ErrAlreadyExists) || logs[i].ID != stored.ID && err != nil {
+				t.Errorf("%s: log %s: unexpected result %v", write.name, logs[i].ID, err)
+			}
+		}
+		// The COPY failed: the routed log went through an INSERT, which
+		// followed the rule, as a lone INSERT would.
+		if !errors.Is(errs[3], ErrNotStored) {
+			t.Errorf("%s: log %s, routed by the rule: got %v, want ErrNotStored", write.name, logs[3].ID, errs[3])
+		}
+		checkStored(t, r, true, logs[0].ID, logs[2].ID)
+	}
+}

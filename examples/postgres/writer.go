@@ -336,7 +336,7 @@ func (r *Repository) deliver(ctx context.Context, reqs []*request, n int64, err 
 		// Some ID is stored already, and nothing was committed: write them
 		// with an INSERT, which finds out which IDs were stored.
 		r.narrow(ctx, reqs, false, upsert)
-	case copyRefused(err):
+	case notSupported(err):
 		// Row-level security applies, and nothing was committed: write
 		// them with INSERT, and the next batches too, for a while.
 		r.refuseCopy()
@@ -396,6 +396,12 @@ func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool, ho
 		rowErr := rowError(err, how == checkedRLS) || errors.Is(err, errDeficit)
 		switch {
 		case err == nil:
+		case how == upsert && notSupported(err):
+			// INSERT rules on the table, which are not supported (COPY
+			// ignores them): write this group and the others as a lone
+			// INSERT would.
+			how = checked
+			groups = append(groups, g)
 		case rowErr && len(g) == 1:
 			last = err
 			g[0].done <- fmt.Errorf("postgres audit: create %q: %w", g[0].row.id, err)
@@ -420,12 +426,15 @@ const (
 	// RETURNING id, and finds out from the table why a log was skipped
 	// (insertGroup): one statement settles every duplicate.
 	upsert groupInsert = iota
-	// checkedRLS writes a group with a plain INSERT in a transaction that
-	// commits only if the server stored every row or none (insertChecked),
-	// for a table under row-level security: ON CONFLICT and RETURNING
-	// would be judged by its SELECT policies, which may hide other
-	// tenants' logs, and a lookup would not see them either. A policy's
-	// 42501 is a row's error.
+	// checked writes a group with a plain INSERT in a transaction that
+	// commits only if the server stored every row or none
+	// (insertChecked), for a table with INSERT rules, on which the server
+	// refuses ON CONFLICT.
+	checked
+	// checkedRLS is checked, for a table under row-level security: ON
+	// CONFLICT and RETURNING would be judged by its SELECT policies, which
+	// may hide other tenants' logs, and a lookup would not see them
+	// either. A policy's 42501 is a row's error.
 	checkedRLS
 )
 
