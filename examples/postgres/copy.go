@@ -83,34 +83,24 @@ func (r *Repository) CreateBatch(ctx context.Context, logs []*audit.Log) (err er
 }
 
 // droppedInBatch returns the error of a batch whose COPY stored only n of
-// rows, in tx, naming the logs that tx does not hold as they were sent.
+// rows, in tx, naming the logs whose ID no row that tx stored holds.
 func (r *Repository) droppedInBatch(ctx context.Context, tx pgx.Tx, rows []row, n int64) error {
-	var b batch
+	ids := make([]string, len(rows))
 	for i := range rows {
-		b.add(&rows[i])
+		ids[i] = rows[i].id
 	}
-	stored := map[string]struct{}{}
-	res, err := tx.Query(ctx, r.stmts.stored.sql, b.args()...)
+	stored := idSet{}
+	res, err := tx.Query(ctx, r.stmts.own.sql, ids)
 	if err == nil {
-		for res.Next() {
-			var id string
-			if err = res.Scan(&id); err != nil {
-				break
-			}
-			stored[id] = struct{}{}
-		}
-		res.Close()
-		if err == nil {
-			err = res.Err()
-		}
+		err = readRows(res, stored.add)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %d of them, and finding out which failed: %w; nothing was stored", ErrNotStored, int64(len(rows))-n, err)
 	}
 	var missing []string
-	for i := range rows {
-		if _, ok := stored[rows[i].id]; !ok {
-			missing = append(missing, rows[i].id)
+	for _, id := range ids {
+		if !stored[id] {
+			missing = append(missing, id)
 		}
 	}
 	const shown = 10

@@ -37,7 +37,8 @@ type statements struct {
 	insertNew statement // INSERT of a group, skipping stored IDs, RETURNING the IDs it wrote
 	insertAll statement // INSERT of a group, every row or an error
 	existing  statement // which of some IDs are stored
-	stored    statement // which of some logs are stored as they were sent
+	lookup    statement // which IDs of some logs are stored, and whether as they were sent
+	own       statement // which of some IDs the current transaction stored
 }
 
 func newStatements(table string) statements {
@@ -45,6 +46,10 @@ func newStatements(table string) statements {
 	unnest := " unnest($1::text[], $2::text[], $3::text[], $4::text[]," +
 		" $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]," +
 		" $11::jsonb[], $12::timestamptz[])"
+	// The columns of a log as sent, compared bytewise as stored.
+	sent := `s.org_id COLLATE "C", s.source COLLATE "C", s.action COLLATE "C",` +
+		` s.actor_id COLLATE "C", s.actor_type COLLATE "C", s.actor_name,` +
+		` s.target_id COLLATE "C", s.target_type COLLATE "C", s.target_name, s.metadata, s.created_at`
 	return statements{
 		insertOne: newStatement("INSERT INTO "+table+" ("+cols+")"+
 			" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", true),
@@ -52,8 +57,16 @@ func newStatements(table string) statements {
 			" SELECT * FROM"+unnest+" ON CONFLICT (id) DO NOTHING RETURNING id", true),
 		insertAll: newStatement("INSERT INTO "+table+" ("+cols+") SELECT * FROM"+unnest, true),
 		existing:  newStatement("SELECT id FROM "+table+" WHERE id = ANY($1::text[])", false),
-		stored:    newStatement("SELECT id FROM "+table+" WHERE ("+cols+") IN (SELECT * FROM"+unnest+")", false),
+		lookup: newStatement("SELECT s.id, ("+prefixed("t.", columns[1:])+") = ("+sent+")"+
+			" FROM"+unnest+" AS s ("+cols+") JOIN "+table+" t ON t.id = s.id COLLATE \"C\"", false),
+		own: newStatement("SELECT id FROM "+table+
+			" WHERE id = ANY($1::text[]) AND xmin = pg_current_xact_id()::xid", false),
 	}
+}
+
+// prefixed returns names, each after prefix, separated by commas.
+func prefixed(prefix string, names []string) string {
+	return prefix + strings.Join(names, ", "+prefix)
 }
 
 // run runs st with args on a connection of the pool, hands each row of its
@@ -72,15 +85,7 @@ func (r *Repository) run(ctx context.Context, st statement, args []any, each fun
 	}
 	rows, err := conn.Query(ctx, st.name, args...)
 	if err == nil {
-		for rows.Next() && err == nil {
-			if each != nil {
-				err = each(rows)
-			}
-		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
+		err = readRows(rows, each)
 	}
 	if st.writes && outcomeUnknown(err) {
 		return 0, maybeStored(err)
@@ -89,6 +94,39 @@ func (r *Repository) run(ctx context.Context, st statement, args []any, each fun
 		return 0, err
 	}
 	return rows.CommandTag().RowsAffected(), nil
+}
+
+// readRows hands each row of rows to each (if not nil), closes rows, and
+// returns the first error.
+func readRows(rows pgx.Rows, each func(pgx.Rows) error) error {
+	var err error
+	for rows.Next() && err == nil {
+		if each != nil {
+			err = each(rows)
+		}
+	}
+	rows.Close()
+	if err == nil {
+		err = rows.Err()
+	}
+	return err
+}
+
+// idSet is the IDs a statement returned, each with whether the table
+// holds its log as it was sent, for a statement that says (lookup), or
+// true.
+type idSet map[string]bool
+
+// add adds the current row of rows, an ID and maybe whether its log is
+// as it was sent.
+func (s idSet) add(rows pgx.Rows) error {
+	var id string
+	same := true
+	if err := rows.Scan([]any{&id, &same}[:len(rows.FieldDescriptions())]...); err != nil {
+		return err
+	}
+	s[id] = same
+	return nil
 }
 
 // createAlone writes one log with its own INSERT, and returns Create's
@@ -148,61 +186,80 @@ func (b *batch) args() []any {
 	}
 }
 
-// ids runs st, a SELECT of ids, and returns the set of them.
-func (r *Repository) ids(ctx context.Context, st statement, args []any) (map[string]struct{}, error) {
-	found := map[string]struct{}{}
-	_, err := r.run(ctx, st, args, func(rows pgx.Rows) error {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return err
-		}
-		found[id] = struct{}{}
-		return nil
-	})
+// ids runs st, which returns IDs, and returns the set of them.
+func (r *Repository) ids(ctx context.Context, st statement, args []any) (idSet, error) {
+	found := idSet{}
+	_, err := r.run(ctx, st, args, found.add)
 	return found, err
 }
 
 // insertGroup writes the logs of reqs whose ID is not stored yet with one
 // INSERT, and gives each request its result. An error that is not about
 // the logs it reached the server with is returned, and no request gets it.
+//
+// A log whose ID the INSERT returns is stored. For the others the table
+// says what became of them: a log whose ID is stored gets
+// audit.ErrAlreadyExists, since the INSERT did not store that row; a log
+// whose ID no row holds was dropped by a trigger (settleAbsent).
 func (r *Repository) insertGroup(ctx context.Context, reqs []*request) error {
 	inserted, err := r.ids(ctx, r.stmts.insertNew, newBatch(reqs).args())
 	if err != nil {
 		return err
 	}
-	// A log not inserted had its ID stored already, or a trigger dropped
-	// it: which, the table says.
 	var missing []string
 	for _, req := range reqs {
-		if _, ok := inserted[req.row.id]; !ok {
+		if !inserted[req.row.id] {
 			missing = append(missing, req.row.id)
 		}
 	}
-	var stored map[string]struct{}
-	var storedErr error
-	if len(missing) > 0 {
-		stored, storedErr = r.ids(ctx, r.stmts.existing, []any{missing})
+	if len(missing) == 0 {
+		for _, req := range reqs {
+			req.done <- nil
+		}
+		return nil
 	}
+	// Rows that a trigger stored under an ID of its own making.
+	renamed := len(inserted) - (len(reqs) - len(missing))
+	stored, storedErr := r.ids(ctx, r.stmts.existing, []any{missing})
+	absent := len(missing) - len(stored)
 	for _, req := range reqs {
 		id := req.row.id
-		if _, ok := inserted[id]; ok {
+		_, isStored := stored[id]
+		switch {
+		case inserted[id]:
 			req.done <- nil
-			continue
-		}
-		switch _, ok := stored[id]; {
 		case storedErr != nil:
 			// The INSERT committed without this log: it was stored before,
 			// by an earlier attempt whose answer was lost say, or a trigger
 			// dropped it. Only the lookup could tell.
 			req.done <- fmt.Errorf("postgres audit: create %q: %w", id, maybeStored(fmt.Errorf(
 				"the INSERT did not write it, and finding out whether the log was stored before failed: %w", storedErr)))
-		case ok:
+		case isStored:
 			req.done <- fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, id)
 		default:
-			req.done <- dropped(id)
+			req.done <- settleAbsent(id, renamed, absent)
 		}
 	}
 	return nil
+}
+
+// settleAbsent returns the result of a log whose ID no row holds after a
+// statement that committed, of absent such logs, when the server stored
+// renamed rows under IDs that no log of the statement has (a trigger
+// changed them): with none, the log was dropped (ErrNotStored); with as
+// many as there are such logs, each of them was stored under a new ID
+// (nil, as for a trigger that changes any other column); else either may
+// be true (audit.ErrMaybeStored).
+func settleAbsent(id string, renamed, absent int) error {
+	switch {
+	case renamed <= 0:
+		return dropped(id)
+	case renamed == absent:
+		return nil
+	}
+	return fmt.Errorf("postgres audit: create %q: %w", id, maybeStored(fmt.Errorf(
+		"no row holds its ID, and the server stored %d of the %d such logs under IDs of a trigger's making: "+
+			"it dropped the others, and which is which is unknown", renamed, absent)))
 }
 
 // errDeficit is returned by insertChecked when the server stored some of
@@ -278,22 +335,39 @@ func rollback(tx pgx.Tx) {
 	_ = tx.Rollback(ctx)
 }
 
-// settleDropped gives the requests of a committed batch of which the
-// server stored only n rows their results: nil for the logs the table
-// holds as they were sent, ErrNotStored for the others.
+// settleDropped gives the requests of a committed batch, of which the
+// server stored only n rows, their results, from what the table holds
+// under their IDs, and the fewest triggers' deeds that explain the counts:
+//
+//   - a log stored as it was sent is stored (nil);
+//   - a log whose ID holds a row that differs from it was changed by a
+//     trigger as it was stored (nil), unless more rows hold the batch's
+//     IDs than the batch stored: then some are earlier logs whose IDs
+//     dropped logs had, and a different row may be one of them
+//     (audit.ErrMaybeStored: the COPY's answers cannot tell);
+//   - a log whose ID no row holds gets settleAbsent's result, fewer rows
+//     holding the batch's IDs than it stored being the rows a trigger
+//     stored under other IDs.
 func (r *Repository) settleDropped(ctx context.Context, reqs []*request, n int64) {
-	stored, err := r.ids(ctx, r.stmts.stored, newBatch(reqs).args())
+	found, err := r.ids(ctx, r.stmts.lookup, newBatch(reqs).args())
+	renamed := int(n) - len(found)
+	absent := len(reqs) - len(found)
 	for _, req := range reqs {
 		id := req.row.id
-		_, ok := stored[id]
+		same, ok := found[id]
 		switch {
 		case err != nil:
 			req.done <- fmt.Errorf("postgres audit: create %q: %w", id, maybeStored(fmt.Errorf(
 				"the server stored %d of the batch's %d logs, and finding out which failed: %w", n, len(reqs), err)))
-		case ok:
+		case ok && (same || renamed >= 0):
 			req.done <- nil
+		case ok:
+			req.done <- fmt.Errorf("postgres audit: create %q: %w", id, maybeStored(fmt.Errorf(
+				"the server stored %d of its batch's %d logs, %d rows hold their IDs, and the one with this ID differs "+
+					"from it: a trigger changed it as it was stored, or dropped it and an earlier log has its ID",
+				n, len(reqs), len(found))))
 		default:
-			req.done <- dropped(id)
+			req.done <- settleAbsent(id, renamed, absent)
 		}
 	}
 }

@@ -32,6 +32,19 @@ import (
 // it, which is how triggers filter or route rows. The log is not in the
 // table, and writing it again meets the same fate until the trigger
 // changes.
+//
+// It is returned only when the server said it stored no row for the log
+// (a lone INSERT, or a group's, that stored none), or when, after a
+// statement that stored fewer rows than it was sent, no row holds the
+// log's ID and the counts leave no row stored under another ID (a trigger
+// may change a row's ID). A log stored changed by a trigger is stored.
+// When the ID of a dropped log is held by an earlier log, an INSERT ...
+// ON CONFLICT, which did not store that row, says audit.ErrAlreadyExists,
+// and a COPY, whose counts cannot tell that row from one a trigger
+// changed as the COPY stored it, says audit.ErrMaybeStored; so does a log
+// whose ID no row holds when a trigger both dropped rows and stored some
+// under other IDs. Either way the safe retry, with the same ID, answers
+// audit.ErrAlreadyExists.
 var ErrNotStored = errors.New("postgres audit: row not stored by the server")
 
 // uniqueViolation is the SQLSTATE of a duplicate key, and primaryKey the

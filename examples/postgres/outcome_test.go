@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -40,8 +41,8 @@ func TestDroppedRows(t *testing.T) {
 	t.Parallel()
 	r, schema := newRepo(t)
 	ctx := context.Background()
-	stored := makeLog("stored")
-	if err := r.Create(ctx, &stored); err != nil {
+	stored, stored2 := makeLog("stored"), makeLog("stored-2")
+	if err := r.CreateBatch(ctx, []*audit.Log{&stored, &stored2}); err != nil {
 		t.Fatal(err)
 	}
 	if err := exec(t, schema, `CREATE FUNCTION drop_some() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -61,6 +62,7 @@ func TestDroppedRows(t *testing.T) {
 		ok      = func(err error) bool { return err == nil }
 		dup     = func(err error) bool { return errors.Is(err, audit.ErrAlreadyExists) }
 		dropped = func(err error) bool { return errors.Is(err, ErrNotStored) && !errors.Is(err, audit.ErrAlreadyExists) }
+		maybe   = func(err error) bool { return errors.Is(err, audit.ErrMaybeStored) && !errors.Is(err, ErrNotStored) }
 	)
 	for _, batch := range []struct {
 		name  string
@@ -72,12 +74,15 @@ func TestDroppedRows(t *testing.T) {
 		// A stored ID sends the batch to INSERT ... ON CONFLICT DO NOTHING,
 		// which returns neither the duplicate nor the dropped row.
 		{"dropped and duplicate", []audit.Log{makeLog("h"), stored, drop(makeLog("i"))}, []func(error) bool{ok, dup, dropped}},
-		// A dropped row whose ID is stored already is not that log.
-		{"dropped with a stored id", []audit.Log{makeLog("j"), drop(stored)}, []func(error) bool{ok, dropped}},
+		// A dropped log whose ID an earlier log has: the COPY's answers
+		// cannot tell it from a log a trigger changed as it stored it.
+		{"dropped with a stored id", []audit.Log{makeLog("j"), drop(stored)}, []func(error) bool{ok, maybe}},
+		// INSERT ... ON CONFLICT's can: it did not store that row.
+		{"dropped with a stored id, and a duplicate", []audit.Log{makeLog("j2"), stored2, drop(stored)}, []func(error) bool{ok, dup, dup}},
 		{"one, dropped", []audit.Log{drop(makeLog("k"))}, []func(error) bool{dropped}},
 	} {
 		for _, write := range writePaths(schema) {
-			logs := withSuffix(batch.logs, "-"+write.name, "stored")
+			logs := withSuffix(batch.logs, "-"+write.name, "stored", "stored-2")
 			for i, err := range write.do(t, r, logs) {
 				if !batch.wants[i](err) {
 					t.Errorf("%s, %s: log %s (%s): unexpected result %v", batch.name, write.name, logs[i].ID, logs[i].Action, err)
@@ -117,17 +122,96 @@ func TestDroppedRows(t *testing.T) {
 	if err := mustPool(t).QueryRow(ctx, "SELECT count(*) FROM "+r.table.Sanitize()).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if want := 1 + 2*(2+0+1+1) + callers/8; n != want {
+	if want := 2 + 2*(2+0+1+1+1) + callers/8; n != want {
 		t.Errorf("logs stored: got %d, want %d", n, want)
 	}
 }
 
-// withSuffix returns a copy of logs whose IDs, but keep, end with suffix.
-func withSuffix(logs []audit.Log, suffix, keep string) []audit.Log {
+// TestChangingTrigger adds a BEFORE INSERT trigger that changes some rows
+// (as triggers that normalize or route do) and drops others: a log stored
+// changed is stored, on every path, and whatever other logs of its batch
+// meet. A trigger that stores a row under a new ID stores the log, and
+// the COPY and INSERT ... ON CONFLICT agree; when the same batch also had
+// a log dropped, the counts cannot tell which was which, and both logs
+// may be stored.
+func TestChangingTrigger(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t)
+	ctx := context.Background()
+	stored := makeLog("stored")
+	if err := r.Create(ctx, &stored); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec(t, schema, `CREATE FUNCTION change() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.action = 'app.dropped' THEN
+				RETURN NULL;
+			END IF;
+			NEW.actor_name := upper(NEW.actor_name);
+			IF NEW.action = 'app.renamed' THEN
+				NEW.id := NEW.id || '-renamed';
+			END IF;
+			RETURN NEW;
+		END
+		$$;
+		CREATE TRIGGER change BEFORE INSERT ON audit_logs FOR EACH ROW EXECUTE FUNCTION change()`); err != nil {
+		t.Fatal(err)
+	}
+	with := func(l audit.Log, action string) audit.Log { l.Action = action; return l }
+	var (
+		ok      = func(err error) bool { return err == nil }
+		dup     = func(err error) bool { return errors.Is(err, audit.ErrAlreadyExists) }
+		dropped = func(err error) bool { return errors.Is(err, ErrNotStored) && !errors.Is(err, audit.ErrMaybeStored) }
+		maybe   = func(err error) bool { return errors.Is(err, audit.ErrMaybeStored) && !errors.Is(err, ErrNotStored) }
+	)
+	for _, batch := range []struct {
+		name  string
+		logs  []audit.Log
+		wants []func(error) bool
+	}{
+		// A COPY that stored fewer rows than it was sent.
+		{"changed and dropped", []audit.Log{makeLog("a"), with(makeLog("b"), "app.dropped")}, []func(error) bool{ok, dropped}},
+		// INSERT ... ON CONFLICT, after a COPY that met a stored ID.
+		{"changed and dropped, duplicate", []audit.Log{makeLog("c"), stored, with(makeLog("d"), "app.dropped")}, []func(error) bool{ok, dup, dropped}},
+		{"renamed", []audit.Log{with(makeLog("e"), "app.renamed"), makeLog("f")}, []func(error) bool{ok, ok}},
+		{"renamed, duplicate", []audit.Log{with(makeLog("g"), "app.renamed"), stored, makeLog("h")}, []func(error) bool{ok, dup, ok}},
+		{"renamed and dropped", []audit.Log{with(makeLog("i"), "app.renamed"), with(makeLog("j"), "app.dropped"), makeLog("k")},
+			[]func(error) bool{maybe, maybe, ok}},
+		{"renamed and dropped, duplicate", []audit.Log{with(makeLog("l"), "app.renamed"), stored, with(makeLog("m"), "app.dropped")},
+			[]func(error) bool{maybe, dup, maybe}},
+		{"one, renamed", []audit.Log{with(makeLog("n"), "app.renamed")}, []func(error) bool{ok}},
+	} {
+		for _, write := range writePaths(schema) {
+			logs := withSuffix(batch.logs, "-"+write.name, stored.ID)
+			for i, err := range write.do(t, r, logs) {
+				if !batch.wants[i](err) {
+					t.Errorf("%s, %s: log %s (%s): unexpected result %v", batch.name, write.name, logs[i].ID, logs[i].Action, err)
+				}
+			}
+		}
+	}
+	// CreateBatch names the logs dropped, not those changed, and stores
+	// none.
+	imported := []audit.Log{makeLog("import-changed"), with(makeLog("import-dropped"), "app.dropped")}
+	if err := r.CreateBatch(ctx, ptrs(imported)); !errors.Is(err, ErrNotStored) ||
+		!strings.Contains(err.Error(), `"import-dropped"`) || strings.Contains(err.Error(), `"import-changed"`) {
+		t.Errorf("CreateBatch: got %v, want ErrNotStored naming import-dropped alone", err)
+	}
+	checkStored(t, r, false, ids(imported)...)
+	for _, id := range []string{"a-flush", "c-stream", "f-flush", "h-stream", "e-flush-renamed", "g-stream-renamed", "n-flush-renamed"} {
+		if got, err := r.GetByID(ctx, id); err != nil || got.Actor.Name != "ADA" {
+			t.Errorf("GetByID(%s): got actor name %q, %v; want the log as the trigger changed it", id, got.Actor.Name, err)
+		}
+	}
+}
+
+// withSuffix returns a copy of logs whose IDs, but those of keep, end
+// with suffix.
+func withSuffix(logs []audit.Log, suffix string, keep ...string) []audit.Log {
 	out := make([]audit.Log, len(logs))
 	for i, l := range logs {
 		out[i] = l.Clone()
-		if l.ID != keep {
+		if !slices.Contains(keep, l.ID) {
 			out[i].ID += suffix
 		}
 	}
