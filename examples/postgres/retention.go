@@ -28,9 +28,13 @@ const DefaultPurgeMinAge = 30 * 24 * time.Hour
 // DefaultPurgeMinAge).
 var ErrCutoffTooRecent = errors.New("postgres audit: purge cutoff is more recent than the minimum age allows")
 
-// invalidParameter is the SQLSTATE with which audit_logs_purge refuses a
-// cutoff.
-const invalidParameter = "22023"
+// The SQLSTATEs of audit_logs_purge's own errors, in a class that
+// PostgreSQL leaves to applications: a cutoff younger than the minimum
+// age, and a purge whose own log was not stored.
+const (
+	cutoffTooRecent = "SA001"
+	purgeNotLogged  = "SA002"
+)
 
 // Purge deletes the logs of schema created before cutoff, and returns how
 // many it deleted. It is the retention path, and the only way logs leave
@@ -40,7 +44,8 @@ const invalidParameter = "22023"
 //
 // The function keeps every log younger than a minimum age: a cutoff later
 // than the server's clock minus that age fails with an error wrapping
-// ErrCutoffTooRecent, and deletes nothing. Migrate sets the age to
+// ErrCutoffTooRecent (SQLSTATE SA001), and deletes nothing. The age is
+// counted in 24-hour days, whatever the session's TimeZone. Migrate sets the age to
 // DefaultPurgeMinAge, and only the table's owner may change it:
 //
 //	UPDATE audit_retention SET min_age = interval '400 days';
@@ -51,7 +56,9 @@ const invalidParameter = "22023"
 // cutoff, RFC 3339 in UTC with six fractional digits, as compared: rounded
 // up to a microsecond) and "count" (how many logs it deleted, in
 // decimal). So the trail tells what retention removed, and a purge that
-// deletes nothing still leaves its log.
+// deletes nothing still leaves its log. If that log is not stored (a
+// trigger dropped it), the call fails, with SQLSTATE SA002, and deletes
+// nothing.
 //
 // Purge deletes oldest first, PurgeChunk logs per call of the function,
 // each in its own transaction with its own log, so that it neither holds
@@ -83,7 +90,7 @@ func Purge(ctx context.Context, db DB, schema string, cutoff time.Time) (int64, 
 		var n int64
 		if err := db.QueryRow(ctx, sql, arg, PurgeChunk).Scan(&n); err != nil {
 			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == invalidParameter {
+			if errors.As(err, &pgErr) && pgErr.Code == cutoffTooRecent {
 				err = fmt.Errorf("%w: %w", ErrCutoffTooRecent, err)
 			}
 			return total, fmt.Errorf("postgres audit: purge before %s: %w", cutoff.Format(time.RFC3339Nano), err)

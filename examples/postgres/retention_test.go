@@ -288,13 +288,14 @@ func TestPurgeMinimumAge(t *testing.T) {
 			t.Errorf("Purge as %s before %v: got %d, %v; want 0, ErrCutoffTooRecent", ret, cutoff, n, err)
 		}
 	}
-	for _, sql := range []string{
-		"SELECT audit_logs_purge('infinity')",
-		"SELECT audit_logs_purge(NULL)",
-		"SELECT audit_logs_purge(now() - interval '29 days', NULL)",
+	for _, tt := range []struct{ sql, code string }{
+		{"SELECT audit_logs_purge('infinity')", cutoffTooRecent},
+		{"SELECT audit_logs_purge(now() - interval '29 days', NULL)", cutoffTooRecent},
+		{"SELECT audit_logs_purge(NULL)", "22023"},
+		{"SELECT audit_logs_purge('-infinity')", "22023"},
 	} {
-		if _, err := retPool.Exec(ctx, "SET search_path TO "+schema+"; "+sql); !errors.As(err, &pgErr) || pgErr.Code != invalidParameter {
-			t.Errorf("%s as %s: got %v, want SQLSTATE 22023 from the purge function", sql, ret, err)
+		if _, err := retPool.Exec(ctx, "SET search_path TO "+schema+"; "+tt.sql); !errors.As(err, &pgErr) || pgErr.Code != tt.code {
+			t.Errorf("%s as %s: got %v, want SQLSTATE %s from the purge function", tt.sql, ret, err, tt.code)
 		}
 	}
 	checkStored(t, r, true, ids(logs)...)
@@ -342,6 +343,89 @@ func TestPurgeMinimumAge(t *testing.T) {
 		{"cutoff": cutoff(now.Add(-DefaultPurgeMinAge).Add(-time.Minute)), "count": "2"},
 		{"cutoff": cutoff(now.AddDate(0, 0, -2)), "count": "1"},
 	})
+}
+
+// TestPurgeNotLogged makes the purge's own log fail to be stored, with
+// triggers a DBA might add: one that drops rows of the system actor, one
+// that raises for them with SQLSTATE 22023, as the purge function does for
+// a cutoff that is no time. Purge fails, deletes nothing, and says that
+// the cutoff is too recent for neither.
+func TestPurgeNotLogged(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, body, code string
+	}{
+		{"dropped", "RETURN NULL;", purgeNotLogged},
+		{"refused", "RAISE EXCEPTION 'no system logs here' USING ERRCODE = 'invalid_parameter_value';", "22023"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, schema := newRepo(t)
+			ctx := context.Background()
+			old := makeLog("old")
+			old.CreatedAt = time.Now().AddDate(0, 0, -40)
+			if err := r.Create(ctx, &old); err != nil {
+				t.Fatal(err)
+			}
+			if err := exec(t, schema, `CREATE FUNCTION no_system() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN
+					IF NEW.actor_type = 'system' THEN
+						`+tt.body+`
+					END IF;
+					RETURN NEW;
+				END
+				$$;
+				CREATE TRIGGER no_system BEFORE INSERT ON audit_logs FOR EACH ROW EXECUTE FUNCTION no_system()`); err != nil {
+				t.Fatal(err)
+			}
+			n, err := Purge(ctx, mustPool(t), schema, time.Now().AddDate(0, 0, -35))
+			if n != 0 || sqlState(err) != tt.code || errors.Is(err, ErrCutoffTooRecent) {
+				t.Errorf("Purge: got %d, %v; want 0 and SQLSTATE %s, not ErrCutoffTooRecent", n, err, tt.code)
+			}
+			checkStored(t, r, true, old.ID)
+			checkPurgeLogs(t, r, nil)
+		})
+	}
+}
+
+// TestPurgeTimeZone purges as a session whose TimeZone has daylight saving
+// time, with the clocks put forward 5 hours since 30 days ago (a zone
+// made up for the test, so that it does on any date): the minimum age is
+// still 30 days of 24 hours, not 30 days of the zone's calendar, 5 hours
+// less.
+func TestPurgeTimeZone(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	// Standard time at UTC, daylight saving time 5 hours east, from 10
+	// days ago (the zero-based day of the year, at midnight) to 100 days
+	// from now.
+	zone := fmt.Sprintf("STD0DST-5,%d/0,%d/0", now.AddDate(0, 0, -10).YearDay()-1, now.AddDate(0, 0, 100).YearDay()-1)
+	cfg := mustPool(t).Config().Copy()
+	cfg.ConnConfig.RuntimeParams["timezone"] = zone
+	cfg.MaxConns = 1
+	p, err := newPoolConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	var shift time.Duration
+	if err := p.QueryRow(ctx, "SELECT (now() - interval '30 days') - (now() - interval '720 hours')").Scan(&shift); err != nil || shift != 5*time.Hour {
+		t.Fatalf("in TimeZone %s, now() - 30 days is %v, %v after now() - 720 hours; want 5h", zone, shift, err)
+	}
+	young := makeLog("young") // 2 hours younger than the minimum age
+	young.CreatedAt = now.Add(-DefaultPurgeMinAge + 2*time.Hour)
+	if err := r.Create(ctx, &young); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Purge(ctx, p, schema, now.Add(-DefaultPurgeMinAge+3*time.Hour)); !errors.Is(err, ErrCutoffTooRecent) || n != 0 {
+		t.Errorf("Purge 3 hours younger than the minimum age: got %d, %v; want 0, ErrCutoffTooRecent", n, err)
+	}
+	checkStored(t, r, true, young.ID)
+	if n, err := Purge(ctx, p, schema, now.Add(-DefaultPurgeMinAge-time.Hour)); err != nil || n != 0 {
+		t.Errorf("Purge an hour older than the minimum age: got %d, %v; want 0, nil", n, err)
+	}
 }
 
 // rolePool returns a pool of two connections whose sessions run as role,

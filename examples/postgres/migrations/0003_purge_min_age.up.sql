@@ -30,27 +30,38 @@ CREATE TRIGGER audit_retention_owner_only
 
 -- audit_logs_purge refuses a cutoff later than now() minus the minimum
 -- age (now() is the server's clock at the start of the transaction, which
--- the caller cannot move forward), and one before the year 1, before any
--- time a log may have. It writes, in its own transaction, an audit
--- log of what it deleted: source audit_logs_purge, action
--- audit.logs.purged, actor type system, metadata cutoff (RFC 3339, UTC,
--- six fractional digits) and count (decimal). One log per call, so one per
--- chunk of Purge, even when it deletes nothing. The log's ID is a UUIDv7,
--- as the Logger makes them: 48 bits of Unix milliseconds, the version and
--- variant bits, random bits. CREATE OR REPLACE keeps the function's
--- grants.
+-- the caller cannot move forward) with SQLSTATE SA001, a code of its own,
+-- and one before the year 1, before any time a log may have, or NULL,
+-- with 22023 (invalid_parameter_value). It runs in UTC, so that the
+-- minimum age is that many 24-hour days whatever the caller's TimeZone
+-- (in a zone with daylight saving time, now() - interval '30 days' is 30
+-- days of that zone's calendar, an hour or more off). It writes, in its
+-- own transaction, an audit log of what it deleted: source
+-- audit_logs_purge, action audit.logs.purged, actor type system, metadata
+-- cutoff (RFC 3339, UTC, six fractional digits) and count (decimal). One
+-- log per call, so one per chunk of Purge, even when it deletes nothing;
+-- if the log is not stored (a trigger dropped it), the function fails
+-- with SQLSTATE SA002, and its DELETE is rolled back with it. The log's
+-- ID is a UUIDv7, as the Logger makes them: 48 bits of Unix milliseconds,
+-- the version and variant bits, random bits. CREATE OR REPLACE keeps the
+-- function's grants.
 CREATE OR REPLACE FUNCTION audit_logs_purge(cutoff timestamptz, max_rows integer DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET TimeZone = 'UTC' AS $$
 DECLARE
     deleted bigint;
+    logged  bigint;
     keep    interval;
     at      timestamptz;
 BEGIN
     SELECT r.min_age INTO STRICT keep FROM audit_retention r;
-    IF cutoff IS NULL OR cutoff < '0001-01-01 00:00:00+00' OR cutoff > now() - keep THEN
+    IF cutoff IS NULL OR cutoff < '0001-01-01 00:00:00+00' THEN
+        RAISE EXCEPTION 'no audit log is older than cutoff %', coalesce(cutoff::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF cutoff > now() - keep THEN
         RAISE EXCEPTION 'audit logs younger than % are kept: cutoff % is after %', keep, cutoff, now() - keep
-            USING ERRCODE = 'invalid_parameter_value',
+            USING ERRCODE = 'SA001',
                   HINT = 'The owner of audit_retention sets the minimum age.';
     END IF;
     PERFORM set_config('salt_audit.purge', 'on', true);
@@ -76,6 +87,11 @@ BEGIN
             'cutoff', to_char(cutoff AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
             'count', deleted::text),
         at);
+    GET DIAGNOSTICS logged = ROW_COUNT;
+    IF logged <> 1 THEN
+        RAISE EXCEPTION 'the log of this purge was not stored in audit_logs (a trigger dropped it?): nothing is deleted'
+            USING ERRCODE = 'SA002';
+    END IF;
     RETURN deleted;
 END
 $$;
