@@ -2,57 +2,45 @@ package postgres
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// The COPY protocol of group commit, spoken on a pooled connection through
-// pgx's Frontend; writer.go decides what to send and who learns what, this
-// file only sends and reads. The rows come encoded by appendCopyRow
-// (copyenc.go).
+// The COPY protocol of group commit, spoken on a connection through pgx's
+// Frontend: the messages of COPY statements sent, and the server's answers
+// read, with what they said (rows, an error, whether the exchange ended
+// cleanly). What is sent, on which connection, and what the answers mean
+// for each log is decided elsewhere: copyIn (insert.go) takes the
+// connection and calls copyExchange, copyOutcome (outcome.go) judges its
+// result, writer.go says who learns what. The rows come encoded by
+// appendCopyRow (copyenc.go).
 //
 // pgconn's CopyFrom reads the data in a goroutine of its own and receives
 // the server's messages in another, and hands both to the caller: wake-ups
-// that every batch, and so every caller, would wait for. copyIn sends from
-// the calling goroutine and reads in one other. (pgx's tracers and notice
-// handlers therefore do not see these statements.)
+// that every batch, and so every caller, would wait for. copyExchange
+// sends from the calling goroutine and reads in one other. (pgx's tracers
+// and notice handlers therefore do not see these statements.)
 
 // copySegments is the most COPY statements a batch is written with.
 const copySegments = 4
 
-// copyIn writes rows with binary COPY, in a transaction of one or more COPY
-// statements, sql holding segments of them (at most copySegments): write
-// sends the rows of the first, ends it, sends those of the next, and so on;
-// the segments it leaves are sent empty. The server inserts a COPY's rows
-// in buffers of up to a thousand, so all of a batch's rows once its COPY
+// copyExchange sends sql, which holds segments COPY statements (at most
+// copySegments), on pc in one simple-query message, which makes them one
+// transaction, and their data: write sends the rows of the first segment,
+// ends it, sends those of the next, and so on; the segments it leaves are
+// sent empty. It reads the server's answers meanwhile, up to the
+// ReadyForQuery that ends them, and returns what it learned. deadline, if
+// not zero, bounds the exchange. The server inserts a COPY's rows in
+// buffers of up to a thousand, so all of a batch's rows once its COPY
 // ends; segments let it insert the first rows of a batch while the last
-// are still to come. One simple-query message holds the statements, which
-// makes them one transaction: all rows are committed, or none.
-//
-// It returns how many rows the server inserted, from the COPY statements'
-// command tags: fewer than were sent if a trigger dropped some. An error
-// means nothing was committed, unless it wraps audit.ErrMaybeStored: all
-// of the statements and rows went out, and no ERROR came back. An error of
-// ctx's deadline wraps context.DeadlineExceeded.
-func copyIn(ctx context.Context, pool *pgxpool.Pool, sql string, segments int, write func(*copyWriter) error) (int64, error) {
-	c, err := pool.Acquire(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Release()
-	pc := c.Conn().PgConn()
+// are still to come.
+func copyExchange(pc *pgconn.PgConn, deadline time.Time, sql string, segments int, write func(*copyWriter) error) copyExchanged {
 	conn := pc.Conn()
-	// ctx bounds the exchange by its deadline, which is all a batch's
-	// context has.
-	deadline, hasDeadline := ctx.Deadline()
-	if hasDeadline {
+	if !deadline.IsZero() {
 		if err := conn.SetDeadline(deadline); err != nil {
-			return 0, err
+			return copyExchanged{sendErr: err}
 		}
 	}
 	// The server may answer while the rows are still being sent — an
@@ -68,38 +56,26 @@ func copyIn(ctx context.Context, pool *pgxpool.Pool, sql string, segments int, w
 		_ = conn.SetDeadline(time.Now()) // ends receiveCopy's wait
 	}
 	res := <-result
+	ex := copyExchanged{copyResult: res, sendErr: sendErr, refusedEarly: w.refusedEarly}
 	// Both sides have stopped. A connection whose exchange was cut short
-	// is in a state that no one else should find: close it, and the pool
-	// drops it.
-	if sendErr != nil || !res.clean {
-		closeConn(pc)
-	} else if hasDeadline {
-		if err := conn.SetDeadline(time.Time{}); err != nil {
-			closeConn(pc)
-		}
+	// is in a state that no one else should find.
+	ex.clean = sendErr == nil && res.clean
+	if ex.clean && !deadline.IsZero() && conn.SetDeadline(time.Time{}) != nil {
+		ex.clean = false
 	}
-	var pgErr *pgconn.PgError
-	switch {
-	case errors.As(res.err, &pgErr) && (!fatal(pgErr) || w.refusedEarly):
-		// The server's ERROR rolled the transaction back, and an error
-		// that came before the last CopyDone went out ended a
-		// transaction that could not commit; either says more than a
-		// failure to send the rest.
-		return 0, res.err
-	case sendErr != nil:
-		// The last CopyDone did not go out, so the server cannot have
-		// committed.
-		return 0, timedOut(ctx, sendErr)
-	case res.err != nil:
-		// Everything went out and the answer was lost, or the session
-		// ended with FATAL, which the server also sends to a commit it
-		// made locally and was waiting to replicate.
-		return 0, maybeStored(timedOut(ctx, res.err))
-	}
-	return res.rows, nil
+	return ex
 }
 
-// sendCopy sends the statements of copyIn and their data, with write
+// copyExchanged is what copyExchange learned.
+type copyExchanged struct {
+	copyResult       // the server's answers; clean: the connection may be used again
+	sendErr    error // why the rest could not be sent, if it could not
+	// refusedEarly is set when the server had refused the COPY before the
+	// last CopyDone was sent.
+	refusedEarly bool
+}
+
+// sendCopy sends the statements of copyExchange and their data, with write
 // sending the rows.
 func sendCopy(w *copyWriter, sql string, write func(*copyWriter) error) error {
 	w.fe.Send(&pgproto3.Query{String: sql})
@@ -125,7 +101,7 @@ type copyResult struct {
 	clean bool  // the server is ready for the next query
 }
 
-// receiveCopy reads the server's answers to copyIn's statements up to
+// receiveCopy reads the server's answers to copyExchange's statements up to
 // ReadyForQuery: CopyInResponse and CommandComplete for each COPY or, on
 // an error, ErrorResponse (after which the server ignores the rest of the
 // data), when it closes refused. It reads with the Frontend rather than
@@ -159,15 +135,7 @@ func receiveCopy(fe *pgproto3.Frontend, refused chan<- struct{}) copyResult {
 	}
 }
 
-// closeConn closes a connection whose exchange with the server was cut
-// short.
-func closeConn(pc *pgconn.PgConn) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = pc.Close(ctx)
-}
-
-// copyWriter sends the data of copyIn's COPY statements.
+// copyWriter sends the data of copyExchange's COPY statements.
 type copyWriter struct {
 	fe      *pgproto3.Frontend
 	left    int             // segments not ended yet
@@ -205,3 +173,14 @@ func (w *copyWriter) endSegment() {
 
 // flush sends what was written so far.
 func (w *copyWriter) flush() error { return w.fe.Flush() }
+
+// segmentRows returns how many rows the current segment holds.
+func (w *copyWriter) segmentRows() int { return w.rows }
+
+// segmentsLeft returns how many segments are not ended yet, the current
+// one included.
+func (w *copyWriter) segmentsLeft() int { return w.left }
+
+// refusal returns a channel closed once the server has refused the COPY,
+// after which it reads no more rows.
+func (w *copyWriter) refusal() <-chan struct{} { return w.refused }

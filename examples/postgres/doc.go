@@ -68,14 +68,17 @@
 // An error of Create or CreateBatch means that the log is not stored,
 // unless it wraps one of these:
 //
-//   - audit.ErrMaybeStored: the outcome is unknown. Everything was sent,
-//     and the answer never came: the connection was lost, the server
-//     ended the session, or the deadline (WithWriteTimeout, or the
-//     caller's ctx) passed while the commit waited, for a synchronous
-//     standby say. The log may be stored already, or later, when that
-//     commit completes. The safe retry is audit.Logger.Record with the
-//     same log, so the same ID: an error wrapping audit.ErrAlreadyExists
-//     then means that the first attempt stored it. A retry through
+//   - audit.ErrMaybeStored: the outcome is unknown. The message that
+//     would commit the log went out whole, and the answer never came: the
+//     connection was lost, the server ended the session, or
+//     WithWriteTimeout passed while the commit waited, for a synchronous
+//     standby say. Or the caller's ctx ended once group commit had taken
+//     the log, which may or may not have been sent yet. Or a statement
+//     committed without the log, and what became of it could not be found
+//     out (see ErrNotStored). The log may be stored already, or later,
+//     when that commit completes. The safe retry is audit.Logger.Record
+//     with the same log, so the same ID: an error wrapping
+//     audit.ErrAlreadyExists then means that the first attempt stored it. A retry through
 //     audit.Logger.Log would make a new ID, and a second event. (Retry
 //     CreateBatch with the same logs, which it stores all or none.)
 //   - audit.ErrAlreadyExists: a log with that ID is stored.

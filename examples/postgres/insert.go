@@ -10,13 +10,47 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/raystack/salt/audit"
 )
 
-// The statements besides COPY: the INSERT of a lone log, the INSERT that
-// writes a group of logs whose batch failed and tells each its outcome,
-// and the SELECTs that find out which logs the server did not store.
+// The statements of group commit, each on a connection of the pool: the
+// COPY of a batch (copyIn, whose protocol copywire.go speaks), the INSERT
+// of a lone log, the INSERTs that write a group of logs whose batch failed
+// and tell each its outcome, and the SELECTs that find out which logs the
+// server did not store.
+
+// copyIn writes a batch with binary COPY on a connection of pool, in one
+// transaction of segments COPY statements held in sql (see copyExchange,
+// which write sends the rows for), within ctx's deadline, which is all a
+// batch's context has. It returns how many rows the server inserted, from
+// the COPY statements' command tags: fewer than were sent if a trigger
+// dropped some. An error means that nothing was committed, unless it wraps
+// audit.ErrMaybeStored (see copyOutcome). A connection whose exchange was
+// cut short is closed, and the pool drops it.
+func copyIn(ctx context.Context, pool *pgxpool.Pool, sql string, segments int, write func(*copyWriter) error) (int64, error) {
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Release()
+	deadline, _ := ctx.Deadline()
+	ex := copyExchange(c.Conn().PgConn(), deadline, sql, segments, write)
+	if !ex.clean {
+		closeConn(c.Conn().PgConn())
+	}
+	return copyOutcome(ctx, ex)
+}
+
+// closeConn closes a connection whose exchange with the server was cut
+// short.
+func closeConn(pc *pgconn.PgConn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = pc.Close(ctx)
+}
 
 // statement is an SQL statement that runs as a prepared statement of its
 // name. Preparing it apart from running it separates the errors that mean

@@ -15,16 +15,20 @@ import (
 // What a failed write means for its logs. Every error of a write falls in
 // one of three kinds, and each log gets the kind that is true of it:
 //
-//   - The log is certainly not stored: nothing reached the server (no
-//     connection, a statement that could not be prepared, rows that could
-//     not all be sent), or the server answered with an ERROR, which rolls
-//     back the transaction it ended.
-//   - The outcome is unknown: every byte of the statements went out, and
+//   - The log is certainly not stored: nothing that could commit it
+//     reached the server (no connection, a statement that could not be
+//     prepared, a COPY whose last CopyDone was not sent, a transaction
+//     whose COMMIT was not sent), or the server answered with an ERROR,
+//     which rolls back the transaction it ended.
+//   - The outcome is unknown: the message that would commit the log went
+//     out whole (a batch's last CopyDone, a lone INSERT, a COMMIT), and
 //     then the answer was lost (the connection reset, the deadline passed
-//     while a commit waited for a synchronous standby), or the server ended
-//     the session with FATAL, which it also does to a commit that it has
-//     made locally and is waiting to replicate. The error wraps
-//     audit.ErrMaybeStored.
+//     while a commit waited for a synchronous standby), or the server
+//     ended the session with FATAL, which it also does to a commit that it
+//     has made locally and is waiting to replicate; or a statement that
+//     committed left out the log, and what became of it could not be
+//     found out; or the caller's ctx ended once the writer had taken the
+//     log (Create). The error wraps audit.ErrMaybeStored.
 //   - The server accepted the row and did not store it (ErrNotStored).
 
 // ErrNotStored is returned when the server accepted a log's row and did
@@ -151,6 +155,32 @@ func commitUnknown(err error) bool {
 		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 	}
 	return true
+}
+
+// copyOutcome returns what copyIn returns for an exchange: the rows
+// inserted, or an error, which wraps audit.ErrMaybeStored only when the
+// last CopyDone went out and the server's answer never came, or ended the
+// session. An error of ctx's deadline wraps context.DeadlineExceeded.
+func copyOutcome(ctx context.Context, ex copyExchanged) (int64, error) {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(ex.err, &pgErr) && (!fatal(pgErr) || ex.refusedEarly):
+		// The server's ERROR rolled the transaction back, and an error
+		// that came before the last CopyDone went out ended a transaction
+		// that could not commit; either says more than a failure to send
+		// the rest.
+		return 0, ex.err
+	case ex.sendErr != nil:
+		// The last CopyDone did not go out, so the server cannot have
+		// committed.
+		return 0, timedOut(ctx, ex.sendErr)
+	case ex.err != nil:
+		// Everything went out and the answer was lost, or the session
+		// ended with FATAL, which the server also sends to a commit it
+		// made locally and was waiting to replicate.
+		return 0, maybeStored(timedOut(ctx, ex.err))
+	}
+	return ex.rows, nil
 }
 
 // maybeStored returns err wrapped in audit.ErrMaybeStored.

@@ -26,8 +26,8 @@ import (
 // writer wakes once per few rows rather than once per row. Such a batch is
 // written as up to four COPY statements in one transaction, so that the
 // server inserts the first rows before the last arrive (see copyIn, in
-// copywire.go, which speaks the protocol; this file decides what is sent
-// and who learns what).
+// insert.go, and copyExchange, in copywire.go, which speaks the protocol;
+// this file decides what is sent and who learns what).
 //
 // A COPY that fails with an ERROR commits nothing (nor do the other COPY
 // statements of its batch), so each caller can still get its own outcome.
@@ -87,10 +87,12 @@ type request struct {
 //     connection, the server shutting down, a timeout), that error, which
 //     every log of the batch gets;
 //   - an error wrapping audit.ErrMaybeStored when the outcome is unknown:
-//     the batch was sent whole and its answer never came (the connection
-//     was lost, WithWriteTimeout passed while the commit waited for a
-//     synchronous standby), or ctx ended while the batch was being
-//     written. The log may be committed, then or later.
+//     the message that would commit the log went out whole and its answer
+//     never came (the connection was lost, WithWriteTimeout passed while
+//     the commit waited for a synchronous standby), or ctx ended once the
+//     writer had taken the log, or a statement committed without it and
+//     what became of it could not be found out (see ErrNotStored). The
+//     log may be committed, then or later.
 //
 // A timeout, WithWriteTimeout's or ctx's, wraps context.DeadlineExceeded.
 // The safe retry of an unknown outcome is audit.Logger.Record with the
@@ -508,7 +510,7 @@ func (c *collector) write(w *copyWriter) error {
 	sent := 0
 	for {
 		for ; sent < len(c.batch); sent++ {
-			if w.rows >= perSegment && w.left > 1 {
+			if w.segmentRows() >= perSegment && w.segmentsLeft() > 1 {
 				w.endSegment()
 			}
 			w.row(c.batch[sent].tuple)
@@ -523,7 +525,7 @@ func (c *collector) write(w *copyWriter) error {
 		// they come.
 		var expired bool
 		// A COPY the server has refused takes no more.
-		c.pending, expired = c.r.await(c.pending[:0], min(max(c.want/4, 8), c.want-len(c.batch)), c.expire, w.refused)
+		c.pending, expired = c.r.await(c.pending[:0], min(max(c.want/4, 8), c.want-len(c.batch)), c.expire, w.refusal())
 		c.batch, c.carry = take(c.batch, c.carry, c.pending, c.seen)
 		if expired {
 			c.expire = nil

@@ -584,7 +584,7 @@ func TestCopyRowsConnectionLost(t *testing.T) {
 			}
 			<-resume
 			select { // the server's FATAL has come before the rest is sent
-			case <-w.refused:
+			case <-w.refusal():
 			case <-time.After(10 * time.Second):
 			}
 			w.endSegment()
