@@ -533,14 +533,30 @@ func TestClose(t *testing.T) {
 
 // writerGoroutines counts the goroutines running writeLoop.
 func writerGoroutines() int {
+	return waitingIn("(*Repository).writeLoop(", "")
+}
+
+// waitingIn counts the goroutines whose stack holds the function call
+// frame and that wait for state ("chan send", say; "" for any), as their
+// stacks tell: it reads them without taking any lock of theirs.
+func waitingIn(frame, state string) int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
 		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "(*Repository).writeLoop(")
+			buf = buf[:n]
+			break
 		}
 		buf = make([]byte, 2*len(buf))
 	}
+	count := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		if strings.Contains(g, frame) && (state == "" || strings.Contains(header, "["+state+"]") || strings.Contains(header, "["+state+",")) {
+			count++
+		}
+	}
+	return count
 }
 
 func TestNewRepositoryPanics(t *testing.T) {
@@ -746,9 +762,9 @@ func checkPoolWorks(t *testing.T, r *Repository) {
 // TestCreateWhileCloseWaits holds back the writer with a table lock, fills
 // group commit's queue, and calls Close, which waits for the queue: a
 // Create with a short ctx returns by its ctx's deadline, while Close is
-// still waiting, rather than when Close is done.
+// still waiting, rather than when Close is done. It does not run in
+// parallel, so that the goroutines it counts are its own.
 func TestCreateWhileCloseWaits(t *testing.T) {
-	t.Parallel()
 	r, schema := newRepo(t, WithMaxBatch(1)) // a queue of one
 	ctx := context.Background()
 	tx, err := mustPool(t).Begin(ctx)
@@ -776,12 +792,11 @@ func TestCreateWhileCloseWaits(t *testing.T) {
 		case 1:
 			waitFor(t, "a log to be queued", func() bool { return len(r.reqs) == 1 })
 		case 2:
+			// Read from the goroutines' stacks: taking r.mu to find out
+			// would make the Create's TryRLock fail. Two Creates wait for
+			// their results, and this one, the queue being full, to send.
 			waitFor(t, "a Create to wait for room in the queue", func() bool {
-				if r.mu.TryLock() { // no Create holds the read lock
-					r.mu.Unlock()
-					return false
-				}
-				return true
+				return waitingIn("(*Repository).Create(", "select") == 3
 			})
 		}
 	}
@@ -790,13 +805,7 @@ func TestCreateWhileCloseWaits(t *testing.T) {
 		_ = r.Close()
 		close(closed)
 	}()
-	waitFor(t, "Close to wait", func() bool {
-		if r.mu.TryRLock() {
-			r.mu.RUnlock()
-			return false
-		}
-		return true
-	})
+	waitFor(t, "Close to wait", func() bool { return waitingIn("(*Repository).Close(", "sync.RWMutex.Lock") == 1 })
 
 	l := makeLog("short-deadline")
 	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
