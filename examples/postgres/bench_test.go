@@ -116,11 +116,31 @@ func runCallers(b *testing.B, callers int, logs []audit.Log, store func(*audit.L
 	reportRows(b)
 }
 
+// The figures of each benchmark's final run, for benchReport. A benchmark
+// runs with b.N = 1 first, then with growing b.N until it has run long
+// enough; the run Go reports is the last, which has the largest b.N, and
+// is the one kept: a run with a smaller b.N (the first, when a later one
+// failed, say) or that failed never is.
 var (
 	benchMu      sync.Mutex
-	benchRowsPer = map[string]float64{}   // benchmark name -> rows/s of its last run
+	benchRowsPer = map[string]float64{}   // benchmark name -> rows/s
 	benchCycles  = map[string]cycleInfo{} // group commit's benchmark name -> its batches
+	benchN       = map[string]int{}       // benchmark name -> the b.N of the run kept
 )
+
+// keepRun reports whether the run b ends is the one to keep for its
+// benchmark: it did not fail, and no run with a larger b.N was kept. It
+// keeps it. benchMu must be held.
+func keepRun(b *testing.B) bool {
+	if b.Failed() || b.N < benchN[b.Name()] {
+		return false
+	}
+	if b.N > benchN[b.Name()] {
+		delete(benchCycles, b.Name()) // of a smaller run
+	}
+	benchN[b.Name()] = b.N
+	return true
+}
 
 // cycleInfo is what group commit's writers measured in a benchmark's run.
 type cycleInfo struct {
@@ -140,7 +160,9 @@ func reportRows(b *testing.B) {
 	rps := float64(b.N) / b.Elapsed().Seconds()
 	b.ReportMetric(rps, "rows/s")
 	benchMu.Lock()
-	benchRowsPer[b.Name()] = rps // the last run of a benchmark is the one reported
+	if keepRun(b) {
+		benchRowsPer[b.Name()] = rps
+	}
 	benchMu.Unlock()
 }
 
@@ -160,7 +182,9 @@ func reportCycles(b *testing.B, r *Repository, callers int) {
 	b.ReportMetric(float64(c.cycle.Microseconds())/1000, "ms/batch")
 	b.ReportMetric(c.logs, "logs/batch")
 	benchMu.Lock()
-	benchCycles[b.Name()] = c
+	if !b.Failed() && b.N == benchN[b.Name()] { // the run reportRows kept
+		benchCycles[b.Name()] = c
+	}
 	benchMu.Unlock()
 }
 
