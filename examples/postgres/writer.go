@@ -82,7 +82,10 @@ type request struct {
 //     a trigger dropped it;
 //   - the database's error for this log alone when it rejected this log's
 //     data, with an error that one row can cause (a CHECK, an index or a
-//     trigger a DBA added: SQLSTATE classes 22, 23, 54, P0 and a few more);
+//     trigger a DBA added: SQLSTATE classes 22, 23, 54, P0 and a few more,
+//     and a row-level security policy's 42501), or, when the batch's rows
+//     kept failing past the statements that narrowing may spend (see
+//     narrowBudget), the last such error, wrapped in one that says so;
 //   - when the batch failed for a reason that is no row's fault (no
 //     connection, the server shutting down, a timeout), that error, which
 //     every log of the batch gets;
