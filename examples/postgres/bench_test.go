@@ -132,6 +132,7 @@ var (
 // benchmark: it did not fail, and no run with a larger b.N was kept. It
 // keeps it. benchMu must be held.
 func keepRun(b *testing.B) bool {
+	b.Helper()
 	if b.Failed() || b.N < benchN[b.Name()] {
 		return false
 	}

@@ -326,7 +326,7 @@ func TestRowSecurityMessages(t *testing.T) {
 	var pgErr *pgconn.PgError
 	if _, err := rp.Exec(ctx, "SELECT 1/0"); !errors.As(err, &pgErr) || pgErr.Message != "Division durch Null" {
 		t.Fatalf("SELECT 1/0: got %v, want the server's message in German, \"Division durch Null\": "+
-			"the test needs PostgreSQL's German messages and a glibc whose C.UTF-8 honours LANGUAGE", err)
+			"the test needs PostgreSQL's German messages and a glibc whose C.UTF-8 honors LANGUAGE", err)
 	}
 	checkRowSecurity(t, admin, rp, schema)
 }
