@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -402,14 +403,7 @@ func TestPurgeTimeZone(t *testing.T) {
 	// days ago (the zero-based day of the year, at midnight) to 100 days
 	// from now.
 	zone := fmt.Sprintf("STD0DST-5,%d/0,%d/0", now.AddDate(0, 0, -10).YearDay()-1, now.AddDate(0, 0, 100).YearDay()-1)
-	cfg := mustPool(t).Config().Copy()
-	cfg.ConnConfig.RuntimeParams["timezone"] = zone
-	cfg.MaxConns = 1
-	p, err := newPoolConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := paramPool(t, mustPool(t), map[string]string{"timezone": zone})
 	var shift time.Duration
 	if err := p.QueryRow(ctx, "SELECT (now() - interval '30 days') - (now() - interval '720 hours')").Scan(&shift); err != nil || shift != 5*time.Hour {
 		t.Fatalf("in TimeZone %s, now() - 30 days is %v, %v after now() - 720 hours; want 5h", zone, shift, err)
@@ -432,15 +426,23 @@ func TestPurgeTimeZone(t *testing.T) {
 // closed at the end of the test.
 func rolePool(t *testing.T, role string) *pgxpool.Pool {
 	t.Helper()
-	cfg := mustPool(t).Config().Copy()
-	cfg.ConnConfig.RuntimeParams["role"] = role
+	return paramPool(t, mustPool(t), map[string]string{"role": role})
+}
+
+// paramPool returns a pool of two connections to base's server whose
+// sessions start with the run-time parameters params (role, TimeZone),
+// closed at the end of the test.
+func paramPool(t *testing.T, base *pgxpool.Pool, params map[string]string) *pgxpool.Pool {
+	t.Helper()
+	cfg := base.Config().Copy()
+	maps.Copy(cfg.ConnConfig.RuntimeParams, params)
 	cfg.MaxConns = 2
-	rp, err := newPoolConfig(cfg)
+	p, err := newPoolConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(rp.Close)
-	return rp
+	t.Cleanup(p.Close)
+	return p
 }
 
 // TestLeastPrivilege runs the service as a role that may only insert and
