@@ -45,8 +45,13 @@
 // chunks. The trigger lets a DELETE through only with that flag set and run
 // as the table's owner, as the function (SECURITY DEFINER) runs it, so a
 // role granted DELETE that sets the flag itself is still refused; the owner
-// could do the same, as it could drop the trigger. See Purge for the roles
-// and grants that keep the service itself from deleting anything.
+// could do the same, as it could drop the trigger. The function keeps
+// every log younger than a minimum age (DefaultPurgeMinAge unless the
+// owner changes it in the audit_retention table), and each call of it
+// writes an audit log of itself in the transaction of its DELETE (see
+// Purge). The README lists the grants that are safe, and those that are
+// not: a role granted TRIGGER on the table, which ALL includes, can
+// rewrite every new log.
 //
 // # Group commit
 //
@@ -57,6 +62,45 @@
 // with binary COPY and one commit, and tells each caller its own outcome.
 // See Create for what callers can rely on, WithMaxWait and WithWriters for
 // tuning, and CreateBatch for imports.
+//
+// # When a write fails
+//
+// An error of Create or CreateBatch means that the log is not stored,
+// unless it wraps one of these:
+//
+//   - audit.ErrMaybeStored: the outcome is unknown. The message that
+//     would commit the log went out whole, and the answer never came: the
+//     connection was lost, the server ended the session, or
+//     WithWriteTimeout passed while the commit waited, for a synchronous
+//     standby say. Or the caller's ctx ended once group commit had taken
+//     the log, which may or may not have been sent yet. Or a statement
+//     committed without the log, and what became of it could not be found
+//     out (see ErrNotStored). The log may be stored already, or later,
+//     when that commit completes. The safe retry is audit.Logger.Record
+//     with the same log, so the same ID: an error wrapping
+//     audit.ErrAlreadyExists then means that the first attempt stored it. A retry through
+//     audit.Logger.Log would make a new ID, and a second event. (Retry
+//     CreateBatch with the same logs, which it stores all or none.)
+//   - audit.ErrAlreadyExists: a log with that ID is stored.
+//
+// Timeouts wrap context.DeadlineExceeded, with or without
+// audit.ErrMaybeStored. A log that the server accepted and a trigger
+// dropped (a BEFORE INSERT trigger that returns NULL) fails with
+// ErrNotStored: the row counts the server reports are checked. An error
+// that one log can cause (a value that a CHECK, a trigger or an index a
+// DBA added refuses: SQLSTATE classes 22, 23, 54, P0 and a few more) fails
+// that log alone in group commit, never its neighbors in the batch, which
+// is written again in halves to find it; an error about the connection or
+// the server fails the whole batch. Finding bad logs takes at most
+// 2*ceil(log2(N)) + 8 statements for a batch of N (one bad log takes
+// 2*ceil(log2(N))): when rows keep failing past that (every row refused,
+// by a NOT NULL column a DBA added say), the logs not yet written fail
+// with the server's last error.
+//
+// Rules on INSERT into audit_logs (CREATE RULE ... DO INSTEAD) are not
+// supported: COPY, which writes group commit's batches, ignores them,
+// while INSERT, which writes a lone log and the logs of a batch that
+// failed, follows them. Use a trigger.
 //
 // # Lists
 //
@@ -72,5 +116,7 @@
 // appear whose CreatedAt is older than pages already read: a reader that
 // follows the newest logs must overlap its windows by the Logger's timeout
 // plus WithWriteTimeout plus the clock skew between replicas, and drop the
-// logs whose ID it has already seen.
+// logs whose ID it has already seen. A log whose store ended with
+// audit.ErrMaybeStored can appear later still, when the commit it waited
+// for completes; no window covers that.
 package postgres

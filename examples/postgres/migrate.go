@@ -79,7 +79,9 @@ func migrations() ([]migration, error) {
 
 // Migrate brings the audit schema in schema up to date: it creates the
 // schema if needed, then the audit_logs table, its indexes, the trigger
-// that keeps it append-only and the audit_logs_purge function (see Purge).
+// that keeps it append-only, the audit_logs_purge function and the
+// audit_retention table that holds the minimum age of the logs it may
+// delete (see Purge).
 // An empty schema means the first schema of the search_path, usually
 // public.
 //
@@ -87,13 +89,19 @@ func migrations() ([]migration, error) {
 // migrations are recorded in the audit_schema_migrations table of the
 // schema, and only the missing ones run. Everything runs in one
 // transaction, under an advisory lock, so several replicas starting at
-// once apply each migration exactly once. The role that runs it owns the
-// table and the purge function; keep both owned by one role, as the
-// append-only trigger lets a DELETE through only when the table's owner
-// runs it inside the purge function.
+// once apply each migration exactly once, whatever the server's
+// default_transaction_isolation: the transaction runs at READ COMMITTED,
+// so that each replica sees what the one before it committed. The role
+// that runs it owns the tables and the purge function; keep them owned by
+// one role, as the append-only trigger lets a DELETE through only when
+// the table's owner runs it inside the purge function, and only the owner
+// may change the retention settings.
 //
 // db may be a pgx.Tx: Migrate then runs in a savepoint of it, and leaves
-// the transaction's search_path as it found it.
+// the transaction's search_path as it found it. That transaction keeps
+// its own isolation level: at REPEATABLE READ or SERIALIZABLE, a Migrate
+// of the same schema that commits while it runs makes it fail, and the
+// caller retries, as after any serialization failure.
 func Migrate(ctx context.Context, db DB, schema string) error {
 	return migrate(ctx, db, schema, math.MaxInt)
 }
@@ -155,7 +163,7 @@ func MigrateDown(ctx context.Context, db DB, schema string) error {
 // puts back the search_path it found before it commits (on failure, the
 // savepoint's rollback undoes the SET LOCAL by itself).
 func inMigration(ctx context.Context, db DB, schema string, fn func(tx pgx.Tx, applied []int) error) (err error) {
-	tx, err := db.Begin(ctx)
+	tx, err := begin(ctx, db)
 	if err != nil {
 		return fmt.Errorf("postgres audit: migrate: %w", err)
 	}
@@ -222,6 +230,23 @@ func inMigration(ctx context.Context, db DB, schema string, fn func(tx pgx.Tx, a
 		return fmt.Errorf("postgres audit: migrate schema %s: %w", ident, err)
 	}
 	return nil
+}
+
+// begin starts the migration's transaction, at READ COMMITTED when db can
+// say so. The migration lock serializes migrations only if each statement
+// after it sees what the migration before it committed: at REPEATABLE
+// READ or SERIALIZABLE (a server's or a role's default_transaction_-
+// isolation), the snapshot is taken by the first statement, before the
+// lock is granted, and concurrent replicas would all find the schema
+// missing and the migrations unapplied. *pgxpool.Pool and *pgx.Conn
+// begin with options; a pgx.Tx is the caller's, at the caller's level.
+func begin(ctx context.Context, db DB) (pgx.Tx, error) {
+	if b, ok := db.(interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	}); ok {
+		return b.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	}
+	return db.Begin(ctx)
 }
 
 // lockKey is the advisory lock that serializes migrations of one schema.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -36,8 +37,8 @@ func TestMigrateIdempotentAndConcurrent(t *testing.T) {
 	var versions []int
 	rows, _ := p.Query(ctx, "SELECT version FROM "+schema+".audit_schema_migrations ORDER BY version")
 	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil || !slices.Equal(versions, []int{1, 2, 4}) {
-		t.Fatalf("applied versions: got %v, %v; want [1 2 4]", versions, err)
+	if err != nil || !slices.Equal(versions, []int{1, 2, 3, 4}) {
+		t.Fatalf("applied versions: got %v, %v; want [1 2 3 4]", versions, err)
 	}
 
 	wantIndexes := []string{
@@ -62,7 +63,7 @@ func TestMigrateIdempotentAndConcurrent(t *testing.T) {
 	}
 	var n int
 	if err := p.QueryRow(ctx, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname LIKE 'audit_logs%'`, schema).Scan(&n); err != nil || n != 0 {
+		WHERE n.nspname = $1 AND c.relname LIKE 'audit_%' AND c.relname NOT LIKE 'audit_schema_migrations%'`, schema).Scan(&n); err != nil || n != 0 {
 		t.Errorf("relations left after MigrateDown: got %d, %v; want 0", n, err)
 	}
 	if err := p.QueryRow(ctx, `SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -205,5 +206,63 @@ func TestMigrateInTx(t *testing.T) {
 	var n int
 	if err := p.QueryRow(ctx, "SELECT count(*) FROM "+schema+".audit_logs").Scan(&n); err != nil || n != 1 {
 		t.Errorf("logs after commit: got %d, %v; want 1", n, err)
+	}
+}
+
+// TestMigrateConcurrentIsolation starts 20 replicas at once, each calling
+// Migrate, with each level of default_transaction_isolation a server or
+// role may have, on a new schema and on one to upgrade: every Migrate
+// succeeds, and each migration is applied once.
+func TestMigrateConcurrentIsolation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	want, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		level string
+		from  int // the version the schema is at; 0: no schema
+	}{
+		{"read committed", 0}, {"repeatable read", 0}, {"serializable", 0},
+		{"repeatable read", 1}, {"serializable", 1},
+	} {
+		level := tt.level
+		// One level after the other: 20 connections at a time.
+		schema := fmt.Sprintf("audit_isolation_%d_%s_%d", os.Getpid(), strings.ReplaceAll(level, " ", "_"), tt.from)
+		t.Cleanup(func() { _, _ = mustPool(t).Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
+		if tt.from > 0 {
+			if err := migrate(ctx, mustPool(t), schema, tt.from); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg := mustPool(t).Config().Copy()
+		cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = level
+		cfg.MaxConns = 20
+		p, err := newPoolConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make([]error, 20)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = Migrate(ctx, p, schema) })
+		}
+		wg.Wait()
+		p.Close()
+		failed := 0
+		for _, err := range errs {
+			if err != nil {
+				failed++
+				t.Logf("%s: Migrate: %v", level, err)
+			}
+		}
+		if failed > 0 {
+			t.Errorf("%s, from version %d: %d of %d concurrent Migrate calls failed, want none", level, tt.from, failed, len(errs))
+		}
+		var n int
+		if err := mustPool(t).QueryRow(ctx, "SELECT count(*) FROM "+schema+".audit_schema_migrations").Scan(&n); err != nil || n != len(want) {
+			t.Errorf("%s: migrations applied: got %d, %v; want %d", level, n, err, len(want))
+		}
 	}
 }

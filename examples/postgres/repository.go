@@ -43,11 +43,10 @@ type Repository struct {
 	writeTimeout time.Duration
 	maxWait      time.Duration
 
-	copySQLs     [copySegments + 1]string // copySQLs[n]: n COPY statements of group commit, see writer.go
-	insertNewSQL string                   // the INSERT of a batch that skips stored IDs
-	insertOneSQL string                   // the same for one row
-	selectSQL    string                   // SELECT columns FROM table
-	getSQL       string
+	copySQLs  [copySegments + 1]string // copySQLs[n]: n COPY statements of group commit, see writer.go
+	stmts     statements               // the other statements that write, see insert.go
+	selectSQL string                   // SELECT columns FROM table
+	getSQL    string
 
 	reqs chan *request
 	mu   sync.RWMutex // held for reading while sending to reqs
@@ -58,8 +57,12 @@ type Repository struct {
 	awaited atomic.Int64
 	enough  chan struct{}
 	closed  bool
-	quit    chan struct{}
-	wg      sync.WaitGroup
+	// copyOffUntil is when group commit tries COPY again, in Unix
+	// nanoseconds, after the server refused one (see copyOff).
+	copyOffUntil atomic.Int64
+	quit         chan struct{}
+	wg           sync.WaitGroup
+	stats        batchStats
 }
 
 var _ audit.Repository = (*Repository)(nil)
@@ -105,8 +108,11 @@ func WithMaxWait(d time.Duration) Option {
 
 // WithWriteTimeout bounds how long group commit waits for one batch to be
 // written, the statements that find a rejected row included, before it
-// gives the logs it has not written the error. A value <= 0 removes the
-// bound. The default is DefaultWriteTimeout.
+// gives the logs it has not written an error wrapping
+// context.DeadlineExceeded, and audit.ErrMaybeStored for those whose
+// statement was under way (a commit waiting for a synchronous standby, an
+// answer that does not come). A value <= 0 removes the bound. The default
+// is DefaultWriteTimeout.
 func WithWriteTimeout(d time.Duration) Option {
 	return func(r *Repository) { r.writeTimeout = d }
 }
@@ -149,14 +155,7 @@ func NewRepository(pool *pgxpool.Pool, opts ...Option) *Repository {
 	for n := range r.copySQLs {
 		r.copySQLs[n] = strings.Repeat(copySQL(r.table)+"; ", n)
 	}
-	r.insertOneSQL = "INSERT INTO " + table + " (" + cols + ")" +
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)" +
-		" ON CONFLICT (id) DO NOTHING RETURNING id"
-	r.insertNewSQL = "INSERT INTO " + table + " (" + cols + ")" +
-		" SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]," +
-		" $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]," +
-		" $11::jsonb[], $12::timestamptz[])" +
-		" ON CONFLICT (id) DO NOTHING RETURNING id"
+	r.stmts = newStatements(table)
 	r.reqs = make(chan *request, r.maxBatch)
 	r.enough = make(chan struct{}, 1)
 	r.awaited.Store(math.MaxInt64)
@@ -169,10 +168,10 @@ func NewRepository(pool *pgxpool.Pool, opts ...Option) *Repository {
 
 // Close stops group commit: it waits until the logs already handed to the
 // writer are written and their callers have their results, then stops the
-// writer goroutines. Create keeps working after Close, each log written
-// with its own statement, so that requests still in flight during a
-// graceful shutdown are audited. Close does not close the pool. It always
-// returns nil, and may be called more than once.
+// writer goroutines. Create keeps working while Close waits and after,
+// each log written with its own statement, so that requests still in
+// flight during a graceful shutdown are audited. Close does not close the
+// pool. It always returns nil, and may be called more than once.
 func (r *Repository) Close() error {
 	r.mu.Lock()
 	if r.closed {

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -78,8 +82,8 @@ func TestAppendOnlyForgedFlag(t *testing.T) {
 		"ALTER FUNCTION " + forger + ".pg_get_userbyid(oid) OWNER TO " + forger,
 		"GRANT USAGE ON SCHEMA " + fresh + ", " + upgraded + " TO " + forger,
 		"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON " + fresh + ".audit_logs, " + upgraded + ".audit_logs TO " + forger,
-		"INSERT INTO " + fresh + ".audit_logs (id, source, action, actor_type, created_at) VALUES ('kept', 's', 'a', 'user', now())",
-		"INSERT INTO " + upgraded + ".audit_logs (id, source, action, actor_type, created_at) VALUES ('kept', 's', 'a', 'user', now())",
+		"INSERT INTO " + fresh + ".audit_logs (id, source, action, actor_type, created_at) VALUES ('kept', 's', 'a', 'user', now() - interval '40 days')",
+		"INSERT INTO " + upgraded + ".audit_logs (id, source, action, actor_type, created_at) VALUES ('kept', 's', 'a', 'user', now() - interval '40 days')",
 	} {
 		if _, err := p.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
@@ -139,7 +143,7 @@ func TestAppendOnlyForgedFlag(t *testing.T) {
 			t.Errorf("%s: logs left unchanged: got %d, %v; want 1", schema, n, err)
 		}
 		// Retention, as the owner through the purge function, still works.
-		if n, err := Purge(ctx, p, schema, time.Now().Add(time.Hour)); err != nil || n != 1 {
+		if n, err := Purge(ctx, p, schema, time.Now().AddDate(0, 0, -35)); err != nil || n != 1 {
 			t.Errorf("%s: Purge: got %d, %v; want 1, nil", schema, n, err)
 		}
 	}
@@ -169,7 +173,8 @@ func TestPurge(t *testing.T) {
 	if err != nil || n != 0 {
 		t.Fatalf("Purge again: got %d, %v; want 0, nil", n, err)
 	}
-	page, err := r.List(ctx, audit.Filter{Limit: audit.MaxLimit})
+	// Only the logs of the service: each purge wrote one of its own.
+	page, err := r.List(ctx, audit.Filter{Source: "frontier", Limit: audit.MaxLimit})
 	if err != nil || len(page) != 10 {
 		t.Fatalf("List after Purge: got %d logs, %v; want 10", len(page), err)
 	}
@@ -181,13 +186,263 @@ func TestPurge(t *testing.T) {
 	if n, err = Purge(ctx, p, schema, edge.Add(1)); err != nil || n != 1 {
 		t.Errorf("Purge a nanosecond after a log: got %d, %v; want 1, nil", n, err)
 	}
-	if n, err = Purge(ctx, p, schema, maxTime.AddDate(1, 0, 0)); err != nil || n != 9 {
-		t.Errorf("Purge of everything: got %d, %v; want 9, nil", n, err)
+	// Logs younger than the minimum age stay, whatever the cutoff.
+	for _, cutoff := range []time.Time{time.Now(), time.Now().Add(-DefaultPurgeMinAge).Add(time.Minute), maxTime.AddDate(1, 0, 0)} {
+		if n, err = Purge(ctx, p, schema, cutoff); !errors.Is(err, ErrCutoffTooRecent) || n != 0 {
+			t.Errorf("Purge before %v: got %d, %v; want 0, ErrCutoffTooRecent", cutoff, n, err)
+		}
 	}
+	if page, err = r.List(ctx, audit.Filter{Source: "frontier", Limit: audit.MaxLimit}); err != nil || len(page) != 9 {
+		t.Errorf("List after the refused purges: got %d logs, %v; want 9", len(page), err)
+	}
+	// One log of each call that deleted: three chunks, an empty purge,
+	// the two at the edge; none of the refused ones.
+	format := func(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }
+	checkPurgeLogs(t, r, []map[string]string{
+		{"cutoff": format(cutoff), "count": "10000"},
+		{"cutoff": format(cutoff), "count": "10000"},
+		{"cutoff": format(cutoff), "count": "5001"},
+		{"cutoff": format(cutoff), "count": "0"},
+		{"cutoff": format(edge), "count": "0"},
+		{"cutoff": format(edge.Add(time.Microsecond)), "count": "1"},
+	})
 	// Still append-only after Purge: its flag ended with its transaction.
 	if err := exec(t, schema, "DELETE FROM audit_logs"); err == nil {
 		t.Error("DELETE after Purge succeeded, want the append-only trigger to reject it")
 	}
+}
+
+// checkPurgeLogs checks the logs that purges wrote in r, oldest first,
+// against their metadata.
+func checkPurgeLogs(t *testing.T, r *Repository, want []map[string]string) {
+	t.Helper()
+	page, err := r.List(context.Background(), audit.Filter{Action: "audit.logs.purged", Limit: audit.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Reverse(page)
+	if len(page) != len(want) {
+		t.Fatalf("logs of purges: got %d, want %d", len(page), len(want))
+	}
+	for i, l := range page {
+		if err := l.Validate(); err != nil {
+			t.Errorf("log of purge %d: %v", i, err)
+		}
+		id, err := uuid.Parse(l.ID)
+		if err != nil || id.Version() != 7 || id.String() != l.ID {
+			t.Errorf("log of purge %d: ID %q is not a UUIDv7 string (%v)", i, l.ID, err)
+		}
+		sec, nsec := id.Time().UnixTime()
+		if idTime := time.Unix(sec, nsec); idTime.Sub(l.CreatedAt).Abs() > time.Millisecond {
+			t.Errorf("log of purge %d: ID made at %v, CreatedAt %v; want the same millisecond", i, idTime, l.CreatedAt)
+		}
+		if age := time.Since(l.CreatedAt); age < -time.Minute || age > time.Hour {
+			t.Errorf("log of purge %d: CreatedAt %v, want about now", i, l.CreatedAt)
+		}
+		wantLog := audit.Log{
+			ID: l.ID, Source: "audit_logs_purge", Action: "audit.logs.purged",
+			Actor: audit.Actor{Type: audit.ActorTypeSystem}, Metadata: want[i], CreatedAt: l.CreatedAt,
+		}
+		if !reflect.DeepEqual(l, wantLog) {
+			t.Errorf("log of purge %d:\ngot  %+v\nwant %+v", i, l, wantLog)
+		}
+	}
+}
+
+// TestPurgeMinimumAge checks the minimum age against the retention role,
+// which may execute the purge function: it cannot purge younger logs, nor
+// change the age, nor can a role granted every privilege on the settings;
+// the owner can. A purge rolled back takes its log with it.
+func TestPurgeMinimumAge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := mustPool(t)
+	r, schema := newRepo(t)
+	ret, meddler := schema+"_retention", schema+"_meddler"
+	createRoles(t, ret, meddler)
+	for _, sql := range []string{
+		"GRANT USAGE ON SCHEMA " + schema + " TO " + ret + ", " + meddler,
+		"GRANT EXECUTE ON FUNCTION " + schema + ".audit_logs_purge(timestamptz, integer) TO " + ret,
+		"GRANT ALL ON " + schema + ".audit_retention TO " + meddler,
+	} {
+		if _, err := p.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	var age time.Duration
+	if err := p.QueryRow(ctx, "SELECT min_age FROM "+schema+".audit_retention").Scan(&age); err != nil || age != DefaultPurgeMinAge {
+		t.Fatalf("the minimum age Migrate sets: got %v, %v; want DefaultPurgeMinAge, %v", age, err, DefaultPurgeMinAge)
+	}
+	now := time.Now()
+	logs := make([]audit.Log, 4)
+	for i, days := range []int{400, 31, 29, 0} {
+		logs[i] = makeLog(fmt.Sprintf("days-%d", days))
+		logs[i].CreatedAt = now.AddDate(0, 0, -days)
+	}
+	if err := r.CreateBatch(ctx, ptrs(logs)); err != nil {
+		t.Fatal(err)
+	}
+	retPool := rolePool(t, ret)
+	var pgErr *pgconn.PgError
+	for _, cutoff := range []time.Time{now.Add(time.Hour), now, now.AddDate(0, 0, -29)} {
+		if n, err := Purge(ctx, retPool, schema, cutoff); !errors.Is(err, ErrCutoffTooRecent) || n != 0 {
+			t.Errorf("Purge as %s before %v: got %d, %v; want 0, ErrCutoffTooRecent", ret, cutoff, n, err)
+		}
+	}
+	for _, tt := range []struct{ sql, code string }{
+		{"SELECT audit_logs_purge('infinity')", cutoffTooRecent},
+		{"SELECT audit_logs_purge(now() - interval '29 days', NULL)", cutoffTooRecent},
+		{"SELECT audit_logs_purge(NULL)", "22023"},
+		{"SELECT audit_logs_purge('-infinity')", "22023"},
+	} {
+		if _, err := retPool.Exec(ctx, "SET search_path TO "+schema+"; "+tt.sql); !errors.As(err, &pgErr) || pgErr.Code != tt.code {
+			t.Errorf("%s as %s: got %v, want SQLSTATE %s from the purge function", tt.sql, ret, err, tt.code)
+		}
+	}
+	checkStored(t, r, true, ids(logs)...)
+	// Only the owner changes the minimum age.
+	for _, tt := range []struct {
+		pool *pgxpool.Pool
+		role string
+	}{{retPool, ret}, {rolePool(t, meddler), meddler}} {
+		for _, sql := range []string{
+			"UPDATE audit_retention SET min_age = interval '0'",
+			"DELETE FROM audit_retention",
+			"TRUNCATE audit_retention",
+		} {
+			_, err := tt.pool.Exec(ctx, "SET search_path TO "+schema+"; "+sql)
+			if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+				t.Errorf("%s as %s: got %v, want SQLSTATE 42501", sql, tt.role, err)
+			}
+		}
+	}
+	if n, err := Purge(ctx, retPool, schema, now.Add(-DefaultPurgeMinAge).Add(-time.Minute)); err != nil || n != 2 {
+		t.Errorf("Purge as %s of the logs older than the minimum age: got %d, %v; want 2, nil", ret, n, err)
+	}
+	if _, err := p.Exec(ctx, "UPDATE "+schema+".audit_retention SET min_age = interval '1 day'"); err != nil {
+		t.Fatalf("the owner changing the minimum age: %v", err)
+	}
+	// A purge and its log commit together, or neither does.
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Purge(ctx, tx, schema, now.AddDate(0, 0, -2)); err != nil || n != 1 {
+		t.Errorf("Purge in a transaction: got %d, %v; want 1, nil", n, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkStored(t, r, true, "days-29", "days-0")
+	if n, err := Purge(ctx, retPool, schema, now.AddDate(0, 0, -2)); err != nil || n != 1 {
+		t.Errorf("Purge as %s once the owner lowered the minimum age: got %d, %v; want 1, nil", ret, n, err)
+	}
+	checkStored(t, r, false, "days-400", "days-31", "days-29")
+	checkStored(t, r, true, "days-0")
+	cutoff := func(t time.Time) string { return ceilMicro(t).Format("2006-01-02T15:04:05.000000Z") }
+	checkPurgeLogs(t, r, []map[string]string{
+		{"cutoff": cutoff(now.Add(-DefaultPurgeMinAge).Add(-time.Minute)), "count": "2"},
+		{"cutoff": cutoff(now.AddDate(0, 0, -2)), "count": "1"},
+	})
+}
+
+// TestPurgeNotLogged makes the purge's own log fail to be stored, with
+// triggers a DBA might add: one that drops rows of the system actor, one
+// that raises for them with SQLSTATE 22023, as the purge function does for
+// a cutoff that is no time. Purge fails, deletes nothing, and says that
+// the cutoff is too recent for neither.
+func TestPurgeNotLogged(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, body, code string
+	}{
+		{"dropped", "RETURN NULL;", purgeNotLogged},
+		{"refused", "RAISE EXCEPTION 'no system logs here' USING ERRCODE = 'invalid_parameter_value';", "22023"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, schema := newRepo(t)
+			ctx := context.Background()
+			old := makeLog("old")
+			old.CreatedAt = time.Now().AddDate(0, 0, -40)
+			if err := r.Create(ctx, &old); err != nil {
+				t.Fatal(err)
+			}
+			if err := exec(t, schema, `CREATE FUNCTION no_system() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN
+					IF NEW.actor_type = 'system' THEN
+						`+tt.body+`
+					END IF;
+					RETURN NEW;
+				END
+				$$;
+				CREATE TRIGGER no_system BEFORE INSERT ON audit_logs FOR EACH ROW EXECUTE FUNCTION no_system()`); err != nil {
+				t.Fatal(err)
+			}
+			n, err := Purge(ctx, mustPool(t), schema, time.Now().AddDate(0, 0, -35))
+			if n != 0 || sqlState(err) != tt.code || errors.Is(err, ErrCutoffTooRecent) {
+				t.Errorf("Purge: got %d, %v; want 0 and SQLSTATE %s, not ErrCutoffTooRecent", n, err, tt.code)
+			}
+			checkStored(t, r, true, old.ID)
+			checkPurgeLogs(t, r, nil)
+		})
+	}
+}
+
+// TestPurgeTimeZone purges as a session whose TimeZone has daylight saving
+// time, with the clocks put forward 5 hours since 30 days ago (a zone
+// made up for the test, so that it does on any date): the minimum age is
+// still 30 days of 24 hours, not 30 days of the zone's calendar, 5 hours
+// less.
+func TestPurgeTimeZone(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	// Standard time at UTC, daylight saving time 5 hours east, from 10
+	// days ago (the zero-based day of the year, at midnight) to 100 days
+	// from now.
+	zone := fmt.Sprintf("STD0DST-5,%d/0,%d/0", now.AddDate(0, 0, -10).YearDay()-1, now.AddDate(0, 0, 100).YearDay()-1)
+	p := paramPool(t, mustPool(t), map[string]string{"timezone": zone})
+	var shift time.Duration
+	if err := p.QueryRow(ctx, "SELECT (now() - interval '30 days') - (now() - interval '720 hours')").Scan(&shift); err != nil || shift != 5*time.Hour {
+		t.Fatalf("in TimeZone %s, now() - 30 days is %v, %v after now() - 720 hours; want 5h", zone, shift, err)
+	}
+	young := makeLog("young") // 2 hours younger than the minimum age
+	young.CreatedAt = now.Add(-DefaultPurgeMinAge + 2*time.Hour)
+	if err := r.Create(ctx, &young); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Purge(ctx, p, schema, now.Add(-DefaultPurgeMinAge+3*time.Hour)); !errors.Is(err, ErrCutoffTooRecent) || n != 0 {
+		t.Errorf("Purge 3 hours younger than the minimum age: got %d, %v; want 0, ErrCutoffTooRecent", n, err)
+	}
+	checkStored(t, r, true, young.ID)
+	if n, err := Purge(ctx, p, schema, now.Add(-DefaultPurgeMinAge-time.Hour)); err != nil || n != 0 {
+		t.Errorf("Purge an hour older than the minimum age: got %d, %v; want 0, nil", n, err)
+	}
+}
+
+// rolePool returns a pool of two connections whose sessions run as role,
+// closed at the end of the test.
+func rolePool(t *testing.T, role string) *pgxpool.Pool {
+	t.Helper()
+	return paramPool(t, mustPool(t), map[string]string{"role": role})
+}
+
+// paramPool returns a pool of two connections to base's server whose
+// sessions start with the run-time parameters params (role, TimeZone),
+// closed at the end of the test.
+func paramPool(t *testing.T, base *pgxpool.Pool, params map[string]string) *pgxpool.Pool {
+	t.Helper()
+	cfg := base.Config().Copy()
+	maps.Copy(cfg.ConnConfig.RuntimeParams, params)
+	cfg.MaxConns = 2
+	p, err := newPoolConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
 
 // TestLeastPrivilege runs the service as a role that may only insert and
@@ -210,18 +465,7 @@ func TestLeastPrivilege(t *testing.T) {
 			t.Fatalf("%s: %v", grant, err)
 		}
 	}
-	asRole := func(role string) *pgxpool.Pool {
-		cfg := p.Config().Copy()
-		cfg.ConnConfig.RuntimeParams["role"] = role
-		cfg.MaxConns = 4
-		rp, err := newPoolConfig(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(rp.Close)
-		return rp
-	}
-	appPool, retPool := asRole(app), asRole(ret)
+	appPool, retPool := rolePool(t, app), rolePool(t, ret)
 	var user string
 	if err := appPool.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != app {
 		t.Fatalf("current_user of the service's pool: got %q, %v; want %q", user, err, app)

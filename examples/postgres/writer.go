@@ -5,13 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
+	"math/bits"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/raystack/salt/audit"
 )
@@ -29,33 +25,36 @@ import (
 // server reads the first rows while the others are on their way, and the
 // writer wakes once per few rows rather than once per row. Such a batch is
 // written as up to four COPY statements in one transaction, so that the
-// server inserts the first rows before the last arrive (see copyRows).
+// server inserts the first rows before the last arrive (see copyIn, in
+// insert.go, and copyExchange, in copywire.go, which speaks the protocol;
+// this file decides what is sent and who learns what).
 //
-// A COPY that fails commits nothing (nor do the other COPY statements of
-// its batch), so each caller can still get its own outcome. If an ID was
-// already stored, the batch is written again with INSERT ... ON CONFLICT
-// (id) DO NOTHING RETURNING id: a row whose id is not returned was the
-// duplicate. If the server rejected some row for
-// another reason, each row is written alone, so that one bad log does not
-// fail its neighbors. Any other error (the server out of connections,
-// shutting down or read-only, a statement timeout, a lost connection) is
-// no row's fault: every caller of the batch gets it, rather than the
-// server getting a thousand more statements that would fail the same way.
-
-// uniqueViolation is the SQLSTATE of a duplicate key.
-const uniqueViolation = "23505"
-
-// rowError reports whether err is one that a single row can cause, which
-// writing the rows one at a time narrows down to the rows at fault: a
-// data exception (SQLSTATE class 22, such as a value out of range) or an
-// integrity constraint violation (class 23, such as a CHECK a DBA added).
-func rowError(err error) bool {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return false
-	}
-	return strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")
-}
+// A COPY that fails with an ERROR commits nothing (nor do the other COPY
+// statements of its batch), so each caller can still get its own outcome.
+// If an ID was already stored, the batch is written again with INSERT ...
+// ON CONFLICT (id) DO NOTHING RETURNING id: a row whose id is not returned
+// was the duplicate (or was dropped by a trigger, which the table tells).
+// If the server rejected some row with an error one row can cause
+// (rowError), the batch is written again in halves, and each half that
+// fails in halves again, so that one bad log fails alone, at the cost of
+// two statements per halving (2*log2(N) for one bad log in N) rather than
+// one per log; narrowing stops after narrowBudget statements, and the logs
+// it has not written by then get the last error. Any other
+// error (the server out of connections, shutting down or read-only, a
+// statement timeout, a lost connection) is no row's fault: every caller of
+// the batch gets it, rather than the server getting a thousand more
+// statements that would fail the same way, and it wraps
+// audit.ErrMaybeStored when the batch may have been committed (outcome.go
+// says when). A COPY that commits with fewer rows than it was sent had
+// some dropped by a trigger: the table tells which.
+//
+// Where row-level security applies to the role, the server refuses COPY
+// into the table (0A000). Group commit then writes its batches, for
+// copyRetry, with a plain INSERT each, in a transaction that commits only
+// if the server stored every row (or none), and narrows by halves from
+// there: the policies judge each row, a policy's refusal (42501) fails its
+// log alone, and no RETURNING, ON CONFLICT or lookup is used, which the
+// table's SELECT policies would judge, or hide other tenants' logs from.
 
 // Request states: a queued request may be abandoned by its caller, or
 // taken by a writer, whichever happens first.
@@ -76,19 +75,42 @@ type request struct {
 //
 // It validates log (an error wrapping audit.ErrInvalidLog, from
 // Log.Validate) and hands a copy to group commit, then waits until that
-// copy is committed, or for the error that kept it from being stored: an
-// error wrapping audit.ErrAlreadyExists for a duplicate ID, the database's
-// error for this log alone when it rejected this log's data (SQLSTATE
-// classes 22 and 23), or, when the batch failed for a reason that is no
-// row's fault (no connection, the server shutting down, a timeout), that
-// error, which every log of the batch gets.
+// copy is committed, or for the error that kept it from being stored:
+//
+//   - an error wrapping audit.ErrAlreadyExists for a duplicate ID;
+//   - an error wrapping ErrNotStored when the server accepted the log and
+//     a trigger dropped it;
+//   - the database's error for this log alone when it rejected this log's
+//     data, with an error that one row can cause (a CHECK, an index or a
+//     trigger a DBA added: SQLSTATE classes 22, 23, 54, P0 and a few more,
+//     and a row-level security policy's 42501), or, when the batch's rows
+//     kept failing past the statements that narrowing may spend (see
+//     narrowBudget), the last such error, wrapped in one that says so;
+//   - when the batch failed for a reason that is no row's fault (no
+//     connection, the server shutting down, a timeout), that error, which
+//     every log of the batch gets;
+//   - an error wrapping audit.ErrMaybeStored when the outcome is unknown:
+//     the message that would commit the log went out whole and its answer
+//     never came (the connection was lost, WithWriteTimeout passed while
+//     the commit waited for a synchronous standby), or ctx ended once the
+//     writer had taken the log, or a statement committed without it and
+//     what became of it could not be found out (see ErrNotStored). The
+//     log may be committed, then or later.
+//
+// A timeout, WithWriteTimeout's or ctx's, wraps context.DeadlineExceeded.
+// The safe retry of an unknown outcome is audit.Logger.Record with the
+// same log, and so the same ID: an error wrapping audit.ErrAlreadyExists
+// then means that the first attempt stored it. Only an error that wraps
+// neither ErrMaybeStored nor ErrAlreadyExists means that the log is not
+// stored.
 //
 // If ctx ends while the log waits for a batch, Create returns ctx's error
 // and the log is never written. If ctx ends while its batch is being
-// written, Create returns ctx's error at once but the batch goes on: the
-// log may be committed, and a retry with the same ID then fails with
-// audit.ErrAlreadyExists. Callers that must know, like audit.Logger,
-// store with a context that is not canceled with the request.
+// written, Create returns at once, with ctx's error wrapped in
+// audit.ErrMaybeStored, and the batch goes on. Callers that must know,
+// like audit.Logger, store with a context that is not canceled with the
+// request. While Close waits for the writers, and after, Create writes the
+// log with its own INSERT, bounded by ctx.
 func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	rw, err := newRow(log)
 	if err != nil {
@@ -100,7 +122,12 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	// Encode the row for COPY here, in the caller's goroutine, so that the
 	// writer, which serves every caller, only concatenates.
 	req := &request{row: rw, tuple: appendCopyRow(nil, &rw), done: make(chan error, 1)}
-	r.mu.RLock()
+	// Once Close waits for the lock, RLock would wait for Close, and so for
+	// the writers and the database, whatever ctx says: a Create that does
+	// not get the lock at once writes alone.
+	if !r.mu.TryRLock() {
+		return r.createAlone(ctx, &rw)
+	}
 	if r.closed {
 		r.mu.RUnlock()
 		return r.createAlone(ctx, &rw)
@@ -120,7 +147,7 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 		if req.state.CompareAndSwap(queued, abandoned) {
 			return fmt.Errorf("postgres audit: create %q: %w", rw.id, ctx.Err())
 		}
-		return fmt.Errorf("postgres audit: create %q: %w (the log may be committed)", rw.id, ctx.Err())
+		return fmt.Errorf("postgres audit: create %q: %w", rw.id, maybeStored(ctx.Err()))
 	}
 }
 
@@ -133,91 +160,6 @@ func (r *Repository) queued() {
 		default:
 		}
 	}
-}
-
-// createAlone writes one row with its own statement.
-func (r *Repository) createAlone(ctx context.Context, rw *row) error {
-	inserted, err := r.insertOne(ctx, rw)
-	if err != nil {
-		return fmt.Errorf("postgres audit: create %q: %w", rw.id, err)
-	}
-	if !inserted { // ON CONFLICT DO NOTHING
-		return fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, rw.id)
-	}
-	return nil
-}
-
-// insertOne writes one row with its own statement, unless its ID is
-// stored already, and reports whether it did.
-func (r *Repository) insertOne(ctx context.Context, rw *row) (bool, error) {
-	var id string
-	err := r.pool.QueryRow(ctx, r.insertOneSQL, rw.values()...).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// batch holds the rows of one INSERT as the column arrays it sends.
-type batch struct {
-	ids, orgIDs, sources, actions       []string
-	actorIDs, actorTypes, actorNames    []string
-	targetIDs, targetTypes, targetNames []string
-	metadata                            [][]byte
-	createdAt                           []time.Time
-}
-
-func (b *batch) add(r *row) {
-	b.ids = append(b.ids, r.id)
-	b.orgIDs = append(b.orgIDs, r.orgID)
-	b.sources = append(b.sources, r.source)
-	b.actions = append(b.actions, r.action)
-	b.actorIDs = append(b.actorIDs, r.actorID)
-	b.actorTypes = append(b.actorTypes, r.actorType)
-	b.actorNames = append(b.actorNames, r.actorName)
-	b.targetIDs = append(b.targetIDs, r.targetID)
-	b.targetTypes = append(b.targetTypes, r.targetType)
-	b.targetNames = append(b.targetNames, r.targetName)
-	b.metadata = append(b.metadata, r.metadata)
-	b.createdAt = append(b.createdAt, r.createdAt)
-}
-
-// args returns the column arrays of b as statement arguments.
-func (b *batch) args() []any {
-	return []any{
-		b.ids, b.orgIDs, b.sources, b.actions,
-		b.actorIDs, b.actorTypes, b.actorNames,
-		b.targetIDs, b.targetTypes, b.targetNames,
-		b.metadata, b.createdAt,
-	}
-}
-
-// insertNew writes the rows of b whose ID is not stored yet, and returns
-// the IDs it inserted.
-func (r *Repository) insertNew(ctx context.Context, b *batch) (map[string]struct{}, error) {
-	rows, err := r.pool.Query(ctx, r.insertNewSQL, b.args()...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	inserted := make(map[string]struct{}, len(b.ids))
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		inserted[id] = struct{}{}
-	}
-	return inserted, rows.Err()
-}
-
-// outcome is the result of Create for id, given the IDs its statement
-// inserted.
-func (r *Repository) outcome(id string, inserted map[string]struct{}) error {
-	if _, ok := inserted[id]; ok {
-		return nil
-	}
-	return fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, id)
 }
 
 // writeLoop is a writer goroutine. After Close it writes what is still
@@ -257,10 +199,11 @@ func (r *Repository) writeLoop() {
 			r.collecting.Unlock()
 			return
 		}
+		start := time.Now()
 		clear(seen)
 		batch, carry = take(batch[:0], carry, pending, seen)
 		want := min(expect, r.maxBatch)
-		if len(batch) == 0 || len(batch) >= want || r.maxWait <= 0 || closing {
+		if len(batch) == 0 || len(batch) >= want || r.maxWait <= 0 || closing || r.copyOff() {
 			r.collecting.Unlock()
 			if len(batch) > 0 {
 				r.flush(batch)
@@ -276,12 +219,15 @@ func (r *Repository) writeLoop() {
 				want: want, timer: timer,
 			}
 			ctx, cancel := r.batchContext()
-			err := r.copyRows(ctx, copySegments, c.write)
+			n, err := copyIn(ctx, r.pool, r.copySQLs[copySegments], copySegments, c.write)
 			c.stop()
 			timer.Stop()
 			batch, carry, pending = c.batch, c.carry, c.pending
-			r.deliver(ctx, batch, err)
+			r.deliver(ctx, batch, n, err)
 			cancel()
+		}
+		if len(batch) > 0 {
+			r.stats.add(len(batch), start)
 		}
 		// Expect the callers of this batch back, and those that arrived
 		// while it was written.
@@ -367,65 +313,167 @@ func (r *Repository) flush(reqs []*request) {
 		reqs[0].done <- r.createAlone(ctx, &reqs[0].row)
 		return
 	}
-	r.deliver(ctx, reqs, r.copyRows(ctx, 1, func(w *copyWriter) error {
+	if r.copyOff() {
+		r.narrow(ctx, reqs, false, checkedRLS)
+		return
+	}
+	n, err := copyIn(ctx, r.pool, r.copySQLs[1], 1, func(w *copyWriter) error {
 		for _, req := range reqs {
 			w.row(req.tuple)
 		}
 		return nil
-	}))
+	})
+	r.deliver(ctx, reqs, n, err)
 }
 
-// deliver gives each request of reqs its result, given err, the result of
-// writing them all with copyRows.
-func (r *Repository) deliver(ctx context.Context, reqs []*request, err error) {
-	if err == nil {
+// deliver gives each request of reqs its result, given n and err, the
+// result of writing them all with copyIn.
+func (r *Repository) deliver(ctx context.Context, reqs []*request, n int64, err error) {
+	switch {
+	case err == nil && n == int64(len(reqs)):
 		for _, req := range reqs {
 			req.done <- nil
 		}
-		return
+	case err == nil:
+		// Committed, but a trigger dropped some rows.
+		r.settleDropped(ctx, reqs, n)
+	case duplicateID(err):
+		// Some ID is stored already, and nothing was committed: write them
+		// with an INSERT, which finds out which IDs were stored.
+		r.narrow(ctx, reqs, false, upsert)
+	case notSupported(err):
+		// Row-level security applies, and nothing was committed: write
+		// them with INSERT, and the next batches too, for a while.
+		r.refuseCopy()
+		r.narrow(ctx, reqs, false, checkedRLS)
+	case rowError(err, false):
+		// The server rejected a row, and nothing was committed: find out
+		// which rows fail.
+		r.narrow(ctx, reqs, true, upsert)
+	default:
+		// No connection, or it failed or timed out, or the server failed
+		// the statement for a reason no row is to blame for: every row of
+		// the batch shares the outcome, which err tells (it wraps
+		// audit.ErrMaybeStored when the batch may have been committed).
+		failAll(reqs, err)
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
-		// Some ID is stored already, and nothing was committed: write the
-		// others, and find out which.
-		var b batch
-		for _, req := range reqs {
-			b.add(&req.row)
+}
+
+// narrow writes reqs, whose batch failed without committing anything, in
+// groups of one INSERT each, and gives each request its result: the whole
+// of reqs first, or at once its two halves if split is set; a group that
+// fails with an error one row can cause is split in halves, down to single
+// logs, which get the error. All within ctx, the batch's deadline, and in
+// at most narrowBudget(len(reqs)) statements: once they are spent, every
+// log not written yet gets the last such error, wrapped in one that says
+// so (each of them is certainly not stored: its group was never sent, or
+// the server's ERROR rolled it back). Should an
+// error that is no row's fault come up, the group that met it gets it
+// (wrapping audit.ErrMaybeStored if the group may be committed), and the
+// groups not written yet get it plain, without a try.
+func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool, how groupInsert) {
+	groups := [][]*request{reqs} // a stack: the next group is last
+	if split {
+		groups = halves(groups[:0], reqs)
+	}
+	budget := narrowBudget(len(reqs))
+	var last error // the last error one row can cause
+	for statements := 0; len(groups) > 0; statements++ {
+		if statements == budget {
+			// Rows that fail this often are likely all to fail (a NOT
+			// NULL column a DBA added, a trigger that refuses every row),
+			// and 2N-1 statements would only say so N times.
+			err := fmt.Errorf("not written: %d statements did not find which logs of the batch the server refuses, "+
+				"and its last error was: %w", statements, last)
+			for _, g := range groups {
+				failAll(g, err)
+			}
+			return
 		}
-		var inserted map[string]struct{}
-		if inserted, err = r.insertNew(ctx, &b); err == nil {
-			for _, req := range reqs {
-				req.done <- r.outcome(req.row.id, inserted)
+		g := groups[len(groups)-1]
+		groups = groups[:len(groups)-1]
+		var err error
+		if how == upsert {
+			err = r.insertGroup(ctx, g)
+		} else {
+			err = r.insertChecked(ctx, g)
+		}
+		rowErr := rowError(err, how == checkedRLS) || errors.Is(err, errDeficit)
+		switch {
+		case err == nil:
+		case how == upsert && notSupported(err):
+			// INSERT rules on the table, which are not supported (COPY
+			// ignores them): write this group and the others as a lone
+			// INSERT would.
+			how = checked
+			groups = append(groups, g)
+		case rowErr && len(g) == 1:
+			last = err
+			g[0].done <- fmt.Errorf("postgres audit: create %q: %w", g[0].row.id, err)
+		case rowErr:
+			last = err
+			groups = halves(groups, g)
+		default:
+			failAll(g, err)
+			for _, g := range groups {
+				failAll(g, cause(err)) // never sent
 			}
 			return
 		}
 	}
-	if rowError(err) {
-		// The server rejected a row, and nothing was committed: find out
-		// which rows fail, one at a time, within what is left of the
-		// batch's deadline. Should an error that is no row's fault come
-		// up meanwhile, the rows not yet written get it without a try.
-		for i, req := range reqs {
-			inserted, err := r.insertOne(ctx, &req.row)
-			switch {
-			case err == nil && inserted:
-				req.done <- nil
-			case err == nil:
-				req.done <- fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, req.row.id)
-			case rowError(err):
-				req.done <- fmt.Errorf("postgres audit: create %q: %w", req.row.id, err)
-			default:
-				failAll(reqs[i:], err)
-				return
-			}
-		}
-		return
-	}
-	// No connection, or it failed or timed out, or the server failed the
-	// statement for a reason no row is to blame for: every row of the
-	// batch shares the outcome. (If the connection failed, the batch may
-	// or may not have been committed.)
-	failAll(reqs, err)
+}
+
+// groupInsert is how narrow writes a group of logs.
+type groupInsert int
+
+const (
+	// upsert writes a group with INSERT ... ON CONFLICT DO NOTHING
+	// RETURNING id, and finds out from the table why a log was skipped
+	// (insertGroup): one statement settles every duplicate.
+	upsert groupInsert = iota
+	// checked writes a group with a plain INSERT in a transaction that
+	// commits only if the server stored every row or none
+	// (insertChecked), for a table with INSERT rules, on which the server
+	// refuses ON CONFLICT.
+	checked
+	// checkedRLS is checked, for a table under row-level security: ON
+	// CONFLICT and RETURNING would be judged by its SELECT policies, which
+	// may hide other tenants' logs, and a lookup would not see them
+	// either. A policy's 42501 is a row's error.
+	checkedRLS
+)
+
+// copyRetry is how long group commit writes with INSERT, after the server
+// refused a COPY into the table, before it tries COPY again.
+const copyRetry = time.Minute
+
+// refuseCopy records that the server refused a COPY into the table.
+func (r *Repository) refuseCopy() {
+	r.copyOffUntil.Store(time.Now().Add(copyRetry).UnixNano())
+	r.stats.copyRefused.Add(1)
+}
+
+// copyOff reports whether the server refused a COPY into the table less
+// than copyRetry ago: a COPY would be refused again (row-level security
+// applies to the role), a round trip and an ERROR in the server's log per
+// batch.
+func (r *Repository) copyOff() bool {
+	return time.Now().UnixNano() < r.copyOffUntil.Load()
+}
+
+// narrowBudget is the most statements narrow spends on a batch of n logs:
+// enough to find one bad log by halves (two statements per halving, one
+// halving per power of two) and a few more, 2*ceil(log2(n)) + 8 (28 for a
+// batch of 1000).
+func narrowBudget(n int) int {
+	return 2*bits.Len(uint(max(n, 1)-1)) + 8
+}
+
+// halves pushes the two halves of g on the stack groups, the first half
+// on top.
+func halves(groups [][]*request, g []*request) [][]*request {
+	mid := len(g) / 2
+	return append(groups, g[mid:], g[:mid])
 }
 
 // failAll gives err to every request of reqs.
@@ -434,161 +482,6 @@ func failAll(reqs []*request, err error) {
 		req.done <- fmt.Errorf("postgres audit: create %q: %w", req.row.id, err)
 	}
 }
-
-// copyRows writes rows with binary COPY, in a transaction of one or more
-// COPY statements (at most copySegments): write sends the rows of the
-// first, ends it, sends those of the next, and so on; the segments it
-// leaves are sent empty. The server inserts a COPY's rows in buffers of
-// up to a thousand, so all of a batch's rows once its COPY ends; segments
-// let it insert the first rows of a batch while the last are still to
-// come. One simple-query message holds the statements, which makes them
-// one transaction: all rows are committed, or none.
-//
-// copyRows speaks the COPY protocol on the connection itself. pgconn's
-// CopyFrom reads the data in a goroutine of its own and receives the
-// server's messages in another, and hands both to the caller: wake-ups
-// that every batch, and so every caller, would wait for. (pgx's tracers
-// therefore do not see these statements.)
-func (r *Repository) copyRows(ctx context.Context, segments int, write func(*copyWriter) error) error {
-	c, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Release()
-	pc := c.Conn().PgConn()
-	conn := pc.Conn()
-	// ctx bounds the exchange by its deadline, which is all a batch's
-	// context has.
-	deadline, hasDeadline := ctx.Deadline()
-	if hasDeadline {
-		if err := conn.SetDeadline(deadline); err != nil {
-			return err
-		}
-	}
-	// The server may answer while the rows are still being sent — an
-	// error, or notices from a trigger — and stops reading rows when its
-	// answers are not read: read them meanwhile, in a goroutine that only
-	// reads, as the other only writes.
-	refused := make(chan struct{})
-	result := make(chan copyResult, 1)
-	go func() { result <- receiveCopy(pc.Frontend(), refused) }()
-	sendErr := sendCopy(&copyWriter{fe: pc.Frontend(), left: segments, refused: refused}, r.copySQLs[segments], write)
-	if sendErr != nil {
-		_ = conn.SetDeadline(time.Now()) // ends receiveCopy's wait
-	}
-	res := <-result
-	// Both sides have stopped. A connection whose exchange was cut short
-	// is in a state that no one else should find: close it, and the pool
-	// drops it.
-	if sendErr != nil || !res.clean {
-		closeConn(pc)
-	} else if hasDeadline {
-		if err := conn.SetDeadline(time.Time{}); err != nil {
-			closeConn(pc)
-		}
-	}
-	var pgErr *pgconn.PgError
-	if sendErr != nil && !errors.As(res.err, &pgErr) {
-		return sendErr
-	}
-	// The server's error says more than a failure to send the rest.
-	return res.err
-}
-
-// sendCopy sends the statements of copyRows and their data, with write
-// sending the rows.
-func sendCopy(w *copyWriter, sql string, write func(*copyWriter) error) error {
-	w.fe.Send(&pgproto3.Query{String: sql})
-	if err := write(w); err != nil {
-		return err
-	}
-	for w.left > 0 {
-		w.endSegment()
-	}
-	return w.flush()
-}
-
-// copyResult is what receiveCopy learned.
-type copyResult struct {
-	err   error // the server's error, or why its answers could not be read
-	clean bool  // the server is ready for the next query
-}
-
-// receiveCopy reads the server's answers to copyRows' statements up to
-// ReadyForQuery: CopyInResponse and CommandComplete for each COPY or, on
-// an error, ErrorResponse (after which the server ignores the rest of the
-// data), when it closes refused. It reads with the Frontend rather than
-// with PgConn, which is not safe to use while another goroutine sends,
-// and so skips what PgConn does for notices, notifications and parameter
-// changes.
-func receiveCopy(fe *pgproto3.Frontend, refused chan<- struct{}) copyResult {
-	var failed error
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			if failed == nil {
-				failed = err
-			}
-			return copyResult{err: failed}
-		}
-		switch msg := msg.(type) {
-		case *pgproto3.ErrorResponse:
-			if failed == nil {
-				failed = pgconn.ErrorResponseToPgError(msg)
-				close(refused)
-			}
-		case *pgproto3.ReadyForQuery:
-			return copyResult{err: failed, clean: true}
-		}
-	}
-}
-
-// closeConn closes a connection whose exchange with the server was cut
-// short.
-func closeConn(pc *pgconn.PgConn) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = pc.Close(ctx)
-}
-
-// copySegments is the most COPY statements a batch is written with.
-const copySegments = 4
-
-// copyWriter sends the data of copyRows' COPY statements.
-type copyWriter struct {
-	fe      *pgproto3.Frontend
-	left    int             // segments not ended yet
-	started bool            // the current segment's header is sent
-	rows    int             // rows in the current segment
-	refused <-chan struct{} // closed when the server has refused the COPY
-}
-
-// row sends one row, made by appendCopyRow, in the current segment.
-func (w *copyWriter) row(tuple []byte) {
-	w.start()
-	w.fe.Send(&pgproto3.CopyData{Data: tuple})
-	w.rows++
-}
-
-func (w *copyWriter) start() {
-	if !w.started {
-		w.fe.Send(&pgproto3.CopyData{Data: copyHeader})
-		w.started = true
-	}
-}
-
-// endSegment ends the current segment; the rows that follow go to the
-// next. It must not be called once no segment is left.
-func (w *copyWriter) endSegment() {
-	w.start()
-	w.fe.Send(&pgproto3.CopyData{Data: copyTrailer})
-	w.fe.Send(&pgproto3.CopyDone{})
-	w.left--
-	w.started, w.rows = false, 0
-}
-
-// flush sends what was written so far.
-func (w *copyWriter) flush() error { return w.fe.Flush() }
 
 // collector collects a batch while its COPY is under way: it sends the
 // rows at hand, then waits for more requests and sends their rows, until
@@ -620,7 +513,7 @@ func (c *collector) write(w *copyWriter) error {
 	sent := 0
 	for {
 		for ; sent < len(c.batch); sent++ {
-			if w.rows >= perSegment && w.left > 1 {
+			if w.segmentRows() >= perSegment && w.segmentsLeft() > 1 {
 				w.endSegment()
 			}
 			w.row(c.batch[sent].tuple)
@@ -635,7 +528,7 @@ func (c *collector) write(w *copyWriter) error {
 		// they come.
 		var expired bool
 		// A COPY the server has refused takes no more.
-		c.pending, expired = c.r.await(c.pending[:0], min(max(c.want/4, 8), c.want-len(c.batch)), c.expire, w.refused)
+		c.pending, expired = c.r.await(c.pending[:0], min(max(c.want/4, 8), c.want-len(c.batch)), c.expire, w.refusal())
 		c.batch, c.carry = take(c.batch, c.carry, c.pending, c.seen)
 		if expired {
 			c.expire = nil
@@ -649,6 +542,22 @@ func (c *collector) stop() {
 		c.done = true
 		c.r.collecting.Unlock()
 	}
+}
+
+// batchStats counts group commit's batches and the time they take, from
+// the moment a writer starts making a batch to the moment each of its
+// callers has a result: the batch cycle, whose length bounds by Little's
+// law what a number of callers can write (callers / cycle). The
+// benchmarks read it.
+type batchStats struct {
+	batches, logs, nanos atomic.Int64
+	copyRefused          atomic.Int64 // COPY statements the server refused
+}
+
+func (s *batchStats) add(logs int, since time.Time) {
+	s.batches.Add(1)
+	s.logs.Add(int64(logs))
+	s.nanos.Add(int64(time.Since(since)))
 }
 
 func (r *Repository) batchContext() (context.Context, context.CancelFunc) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/raystack/salt/audit"
 )
@@ -78,7 +79,6 @@ func TestFlushIsolatesFailures(t *testing.T) {
 	if err := r.Create(ctx, &stored); err != nil {
 		t.Fatal(err)
 	}
-	idle := idleRepository(t, schema)
 	// Rules of this service's DBA, which no Validate knows about: one
 	// fails with an integrity constraint violation (SQLSTATE 23514), the
 	// other with a data exception (22P02, "abc" is no integer).
@@ -108,13 +108,7 @@ func TestFlushIsolatesFailures(t *testing.T) {
 		// The server refuses the first row while the others are on their way.
 		{[]audit.Log{bad, makeLog("good-9"), makeLog("good-10")}, []func(error) bool{refused, ok, ok}},
 	} {
-		for _, write := range []struct {
-			name string
-			do   func(*testing.T, *Repository, []audit.Log) []error
-		}{{"flush", flushLogs}, {"stream", func(t *testing.T, _ *Repository, logs []audit.Log) []error {
-			t.Helper()
-			return streamLogs(t, idle, logs)
-		}}} {
+		for _, write := range writePaths(schema) {
 			// Each write is a new batch of the same logs: the good ones
 			// get new IDs the second time.
 			logs := slices.Clone(batch.logs)
@@ -180,12 +174,12 @@ func streamLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 		}
 	}()
 	ctx := context.Background()
-	err := r.copyRows(ctx, copySegments, c.write)
+	n, err := copyIn(ctx, r.pool, r.copySQLs[copySegments], copySegments, c.write)
 	c.stop()
 	if len(c.carry) != 0 {
 		t.Fatalf("the batch carried %d logs to the next", len(c.carry))
 	}
-	r.deliver(ctx, c.batch, err)
+	r.deliver(ctx, c.batch, n, err)
 	// A COPY that failed early may end before it took every log: as a
 	// writer would, write the others in the next batch.
 	<-sent
@@ -205,7 +199,13 @@ func streamLogs(t *testing.T, r *Repository, logs []audit.Log) []error {
 // stopped, for tests that play a writer's part.
 func idleRepository(t *testing.T, schema string) *Repository {
 	t.Helper()
-	r := NewRepository(mustPool(t), WithSchema(schema))
+	return idleRepositoryOn(t, mustPool(t), schema)
+}
+
+// idleRepositoryOn is idleRepository on pool.
+func idleRepositoryOn(t *testing.T, pool *pgxpool.Pool, schema string) *Repository {
+	t.Helper()
+	r := NewRepository(pool, WithSchema(schema))
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -248,10 +248,12 @@ func sqlState(err error) string {
 }
 
 // TestFlushServerErrors fails every INSERT of a table with a given
-// SQLSTATE, and counts the statements: a batch is retried row by row only
-// for a data exception (class 22) or a constraint violation (class 23),
-// which one row can cause. Any other error fails the whole batch at once,
-// every caller getting the server's error with its own log's ID.
+// SQLSTATE, and counts the statements: a batch is written again in halves,
+// down to single rows, only for an error that one row can cause (a data
+// exception, a constraint violation, an index row too large, a DBA's
+// trigger raising). Any other error fails the whole batch at once, every
+// caller getting the server's error with its own log's ID, and none an
+// error that says the log may be stored.
 func TestFlushServerErrors(t *testing.T) {
 	t.Parallel()
 	r, schema := newRepo(t)
@@ -271,13 +273,16 @@ func TestFlushServerErrors(t *testing.T) {
 		code       string
 		statements int
 	}{
-		{"23514", 1 + len(logs)}, // check_violation
-		{"22003", 1 + len(logs)}, // numeric_value_out_of_range
-		{"53300", 1},             // too_many_connections
-		{"57014", 1},             // query_canceled: a statement timeout
-		{"57P01", 1},             // admin_shutdown
-		{"25006", 1},             // read_only_sql_transaction: a standby
-		{"42501", 1},             // insufficient_privilege
+		// Every log is bad: the COPY, then the halves and their halves.
+		{"23514", 2*len(logs) - 1}, // check_violation
+		{"22003", 2*len(logs) - 1}, // numeric_value_out_of_range
+		{"54000", 2*len(logs) - 1}, // program_limit_exceeded: an index row too large
+		{"P0001", 2*len(logs) - 1}, // raise_exception: a DBA's trigger
+		{"53300", 1},               // too_many_connections
+		{"57014", 1},               // query_canceled: a statement timeout
+		{"57P01", 1},               // admin_shutdown
+		{"25006", 1},               // read_only_sql_transaction: a standby
+		{"42501", 1},               // insufficient_privilege
 	} {
 		if err := exec(t, schema, fmt.Sprintf(`SELECT setval('inserts', 1, false);
 			DROP TRIGGER IF EXISTS fail_insert ON audit_logs;
@@ -288,7 +293,8 @@ func TestFlushServerErrors(t *testing.T) {
 		start := time.Now()
 		errs := flushLogs(t, r, logs)
 		for i, err := range errs {
-			if sqlState(err) != tt.code || !strings.Contains(err.Error(), fmt.Sprintf("create %q", logs[i].ID)) {
+			if sqlState(err) != tt.code || !strings.Contains(err.Error(), fmt.Sprintf("create %q", logs[i].ID)) ||
+				errors.Is(err, audit.ErrMaybeStored) {
 				t.Errorf("SQLSTATE %s, log %s: got %v, want the server's error for this log", tt.code, logs[i].ID, err)
 			}
 		}
@@ -309,6 +315,60 @@ func TestFlushServerErrors(t *testing.T) {
 		if err != nil {
 			t.Errorf("log %s after the trigger was dropped: %v", logs[i].ID, err)
 		}
+	}
+}
+
+// TestFlushEveryRowRefused refuses every row of a batch of 1000 with an
+// error that one row could cause, as a NOT NULL column or a trigger a DBA
+// added would: narrowing stops after its budget of statements, rather than
+// write 1,999 statements that each fail, and every caller gets the
+// server's error, which says the log is not stored.
+func TestFlushEveryRowRefused(t *testing.T) {
+	t.Parallel()
+	const n = 1000
+	for _, tt := range []struct {
+		name, code, sql string
+	}{
+		{"trigger", "P0001", `CREATE TRIGGER refuse BEFORE INSERT ON audit_logs
+			FOR EACH STATEMENT EXECUTE FUNCTION count_insert('P0001')`},
+		{"not null column", "23502", `ALTER TABLE audit_logs ADD COLUMN region text NOT NULL;
+			CREATE TRIGGER count BEFORE INSERT ON audit_logs
+			FOR EACH STATEMENT EXECUTE FUNCTION count_insert('')`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, schema := newRepo(t)
+			if err := exec(t, schema, `CREATE SEQUENCE inserts;
+				CREATE FUNCTION count_insert() RETURNS trigger LANGUAGE plpgsql
+				SET search_path FROM CURRENT AS $$
+				BEGIN
+					PERFORM nextval('inserts');
+					IF TG_ARGV[0] <> '' THEN
+						RAISE EXCEPTION 'refused by the test' USING ERRCODE = TG_ARGV[0];
+					END IF;
+					RETURN NULL;
+				END
+				$$;`+tt.sql); err != nil {
+				t.Fatal(err)
+			}
+			logs := someLogs("refused", n)
+			for i, err := range flushLogs(t, r, logs) {
+				if sqlState(err) != tt.code || errors.Is(err, audit.ErrMaybeStored) ||
+					!strings.Contains(err.Error(), fmt.Sprintf("create %q", logs[i].ID)) {
+					t.Fatalf("log %s: got %v, want the server's error, SQLSTATE %s, for this log", logs[i].ID, err, tt.code)
+				}
+			}
+			var statements int
+			if err := mustPool(t).QueryRow(context.Background(), "SELECT nextval($1::regclass) - 1", schema+".inserts").Scan(&statements); err != nil {
+				t.Fatal(err)
+			}
+			// The COPY, then at most 2*ceil(log2(1000)) + 8 INSERTs.
+			if want := 1 + 2*10 + 8; statements > want {
+				t.Errorf("%d statements for a batch of %d, want at most %d", statements, n, want)
+			}
+			t.Logf("%d statements for a batch of %d", statements, n)
+			checkStored(t, r, false, logs[0].ID, logs[n-1].ID)
+		})
 	}
 }
 
@@ -473,14 +533,30 @@ func TestClose(t *testing.T) {
 
 // writerGoroutines counts the goroutines running writeLoop.
 func writerGoroutines() int {
+	return waitingIn("(*Repository).writeLoop(", "")
+}
+
+// waitingIn counts the goroutines whose stack holds the function call
+// frame and that wait for state ("chan send", say; "" for any), as their
+// stacks tell: it reads them without taking any lock of theirs.
+func waitingIn(frame, state string) int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
 		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "(*Repository).writeLoop(")
+			buf = buf[:n]
+			break
 		}
 		buf = make([]byte, 2*len(buf))
 	}
+	count := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		if strings.Contains(g, frame) && (state == "" || strings.Contains(header, "["+state+"]") || strings.Contains(header, "["+state+",")) {
+			count++
+		}
+	}
+	return count
 }
 
 func TestNewRepositoryPanics(t *testing.T) {
@@ -517,16 +593,21 @@ func TestCopyRowsConnectionLost(t *testing.T) {
 	resume := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- r.copyRows(ctx, 2, func(w *copyWriter) error {
+		_, err := copyIn(ctx, r.pool, r.copySQLs[2], 2, func(w *copyWriter) error {
 			w.row(reqs[0].tuple)
 			if err := w.flush(); err != nil {
 				return err
 			}
 			<-resume
+			select { // the server's FATAL has come before the rest is sent
+			case <-w.refusal():
+			case <-time.After(10 * time.Second):
+			}
 			w.endSegment()
 			w.row(reqs[1].tuple)
 			return nil
 		})
+		done <- err
 	}()
 
 	// Wait until the COPY runs, then end its session.
@@ -548,6 +629,9 @@ func TestCopyRowsConnectionLost(t *testing.T) {
 		t.Fatal("COPY: got success from a session that was ended")
 	}
 	t.Logf("COPY: %v", err)
+	if errors.Is(err, audit.ErrMaybeStored) {
+		t.Errorf("COPY: got %v, want an error that does not wrap ErrMaybeStored: the session ended before the COPY was sent whole", err)
+	}
 	checkPoolWorks(t, r)
 	if _, err := r.GetByID(ctx, "lost-1"); !errors.Is(err, audit.ErrNotFound) {
 		t.Errorf("GetByID(lost-1): got %v, want ErrNotFound: the COPY was not committed", err)
@@ -579,13 +663,7 @@ func TestCopyRowsServerNotices(t *testing.T) {
 			logs[i].Metadata[fmt.Sprintf("pad%d", k)] = strings.Repeat("p", 4000)
 		}
 	}
-	for _, write := range []struct {
-		name string
-		do   func(*testing.T, *Repository, []audit.Log) []error
-	}{{"flush", flushLogs}, {"stream", func(t *testing.T, _ *Repository, logs []audit.Log) []error {
-		t.Helper()
-		return streamLogs(t, idleRepository(t, schema), logs)
-	}}} {
+	for _, write := range writePaths(schema) {
 		batch := slices.Clone(logs)
 		for i := range batch {
 			batch[i].ID += "-" + write.name
@@ -608,7 +686,7 @@ func TestCopyRowsSendFails(t *testing.T) {
 	ctx := context.Background()
 	reqs := takenRequests(t, []audit.Log{makeLog("send-fails")})
 	stop := errors.New("the rows could not be read")
-	err := r.copyRows(ctx, 1, func(w *copyWriter) error {
+	_, err := copyIn(ctx, r.pool, r.copySQLs[1], 1, func(w *copyWriter) error {
 		w.row(reqs[0].tuple)
 		if err := w.flush(); err != nil {
 			return err
@@ -617,7 +695,7 @@ func TestCopyRowsSendFails(t *testing.T) {
 		return stop
 	})
 	if !errors.Is(err, stop) {
-		t.Fatalf("copyRows: got %v, want the sender's error", err)
+		t.Fatalf("copyIn: got %v, want the sender's error", err)
 	}
 	checkPoolWorks(t, r)
 	if _, err := r.GetByID(ctx, "send-fails"); !errors.Is(err, audit.ErrNotFound) {
@@ -646,7 +724,7 @@ func TestCopyRowsDeadline(t *testing.T) {
 	start := time.Now()
 	batch, cancel := r.batchContext()
 	defer cancel()
-	err = r.copyRows(batch, 1, func(w *copyWriter) error {
+	_, err = copyIn(batch, r.pool, r.copySQLs[1], 1, func(w *copyWriter) error {
 		for range 16 << 10 { // 64 MB
 			w.row(reqs[0].tuple)
 			if err := w.flush(); err != nil {
@@ -656,12 +734,12 @@ func TestCopyRowsDeadline(t *testing.T) {
 		return nil
 	})
 	if err == nil {
-		t.Fatal("copyRows into a locked table: got success")
+		t.Fatal("copyIn into a locked table: got success")
 	}
 	if took := time.Since(start); took > 10*time.Second {
-		t.Errorf("copyRows took %v, want about the write timeout", took)
+		t.Errorf("copyIn took %v, want about the write timeout", took)
 	}
-	t.Logf("copyRows: %v after %v", err, time.Since(start))
+	t.Logf("copyIn: %v after %v", err, time.Since(start))
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -677,6 +755,84 @@ func checkPoolWorks(t *testing.T, r *Repository) {
 		l := makeLog(fmt.Sprintf("pool-%s-%d", t.Name(), i))
 		if err := r.Create(ctx, &l); err != nil {
 			t.Fatalf("Create after the failed COPY: %v", err)
+		}
+	}
+}
+
+// TestCreateWhileCloseWaits holds back the writer with a table lock, fills
+// group commit's queue, and calls Close, which waits for the queue: a
+// Create with a short ctx returns by its ctx's deadline, while Close is
+// still waiting, rather than when Close is done. It does not run in
+// parallel, so that the goroutines it counts are its own.
+func TestCreateWhileCloseWaits(t *testing.T) {
+	r, schema := newRepo(t, WithMaxBatch(1)) // a queue of one
+	ctx := context.Background()
+	tx, err := mustPool(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+r.table.Sanitize()+" IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	// One log in the writer's hands, waiting for the lock; one queued; one
+	// waiting for room in the queue.
+	held := someLogs("held", 3)
+	errs := make(chan error, len(held))
+	for i := range held {
+		go func() { errs <- r.Create(ctx, &held[i]) }()
+		switch i {
+		case 0:
+			waitFor(t, "the writer to wait for the lock", func() bool {
+				var n int
+				err := mustPool(t).QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+					WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`, schema).Scan(&n)
+				return err == nil && n > 0
+			})
+		case 1:
+			waitFor(t, "a log to be queued", func() bool { return len(r.reqs) == 1 })
+		case 2:
+			// Read from the goroutines' stacks: taking r.mu to find out
+			// would make the Create's TryRLock fail. Two Creates wait for
+			// their results, and this one, the queue being full, to send.
+			waitFor(t, "a Create to wait for room in the queue", func() bool {
+				return waitingIn("(*Repository).Create(", "select") == 3
+			})
+		}
+	}
+	closed := make(chan struct{})
+	go func() {
+		_ = r.Close()
+		close(closed)
+	}()
+	waitFor(t, "Close to wait", func() bool { return waitingIn("(*Repository).Close(", "sync.RWMutex.Lock") == 1 })
+
+	l := makeLog("short-deadline")
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Create(cctx, &l) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Create while Close waits: got %v, want its ctx's deadline", err)
+		}
+		t.Logf("Create while Close waits: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Error("Create with a 100 ms ctx has not returned after 10 s, while Close waits")
+	}
+	select {
+	case <-closed:
+		t.Error("Close returned while the writer was held back")
+	default:
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-closed
+	for range held {
+		if err := <-errs; err != nil {
+			t.Errorf("Create of a log queued before Close: %v", err)
 		}
 	}
 }
