@@ -256,8 +256,8 @@
 // accepts as removed by retention only what retention could have done.
 // A purge log counts if it is in the format, sealed by a valid checkpoint
 // or waiting to be sealed, and its cutoff is at least the minimum
-// retention (Options.MinRetention, -min-retention, 24 hours by default,
-// the database's minimum purge age) before its time, the earlier of its
+// retention (Options.MinRetention, -min-retention: by default 30 days,
+// the minimum purge age that Migrate sets) before its time, the earlier of its
 // CreatedAt and the time of the checkpoint that sealed it. A missing
 // sealed log counts as removed by retention only if
 //

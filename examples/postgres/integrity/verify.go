@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/examples/postgres"
 )
 
 // Kind is what a Finding reports.
@@ -149,12 +150,14 @@ const (
 	DefaultMaxAge = time.Hour
 	// DefaultMinRetention is the least age, by default, that a purge's
 	// cutoff must have at the purge log's time: the minimum purge age
-	// that the database's retention function requires of a cutoff. A
-	// purge log whose cutoff is more recent is no retention's: anyone who
-	// may write a log can write one. Set Options.MinRetention to the
-	// trail's real retention (less a margin) to bound what a forged purge
-	// log could pass for.
-	DefaultMinRetention = 24 * time.Hour
+	// that the database's retention function requires of a cutoff unless
+	// the tables' owner changed it (postgres.DefaultPurgeMinAge). A purge
+	// log whose cutoff is more recent is no retention's: anyone who may
+	// write a log can write one. A trail whose owner set a shorter
+	// minimum age is verified with Options.MinRetention set to it; one
+	// with a longer retention may set it higher, to bound what a forged
+	// purge log could pass for.
+	DefaultMinRetention = postgres.DefaultPurgeMinAge
 )
 
 // Options configure Verify.

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/raystack/salt/audit"
+	"github.com/raystack/salt/examples/postgres"
 	"github.com/raystack/salt/examples/postgres/internal/pgtest"
 )
 
@@ -364,30 +365,38 @@ func TestVerifyMissingSeal(t *testing.T) {
 	}
 }
 
-// purge deletes the logs created before cutoff with the retention
-// function, and writes in the same transaction a purge log of time at
-// that counts count logs (or as many as it deleted, if count is
-// negative), as retention does. It returns how many it deleted.
-func (tr *trail) purge(tb testing.TB, cutoff time.Time, count int64, at time.Time) int64 {
+// purge deletes the logs created before cutoff with postgres.Purge, as
+// retention does, after lowering the schema's minimum purge age to none
+// (the tables' owner may): each call of the purge function writes its own
+// purge log, in the same transaction as its DELETE. It returns how many
+// logs it deleted.
+func (tr *trail) purge(tb testing.TB, cutoff time.Time) int64 {
 	tb.Helper()
 	ctx := context.Background()
-	tx, err := mustPool(tb).Begin(ctx)
+	if _, err := mustPool(tb).Exec(ctx, "UPDATE "+pgx.Identifier{tr.schema, "audit_retention"}.Sanitize()+" SET min_age = interval '0'"); err != nil {
+		tb.Fatal(err)
+	}
+	n, err := postgres.Purge(ctx, mustPool(tb), tr.schema, cutoff)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer func() { _ = tx.Rollback(ctx) }()
+	return n
+}
+
+// forgePurge deletes the logs created before cutoff as the tables' owner,
+// with the triggers disabled, and writes a purge log of time at that
+// counts count logs: what retention would have done, but with a count of
+// its own. It returns how many logs it deleted.
+func (tr *trail) forgePurge(tb testing.TB, cutoff time.Time, count int64, at time.Time) int64 {
+	tb.Helper()
+	ctx := context.Background()
 	var n int64
-	if err := tx.QueryRow(ctx, "SELECT "+pgx.Identifier{tr.schema, "audit_logs_purge"}.Sanitize()+"($1, NULL)", cutoff).Scan(&n); err != nil {
+	if err := mustPool(tb).QueryRow(ctx, "SELECT count(*) FROM "+newTables(tr.schema).logs+" WHERE created_at < $1", cutoff).Scan(&n); err != nil {
 		tb.Fatal(err)
 	}
-	if count < 0 {
-		count = n
-	}
-	if _, err := tx.Exec(ctx, "INSERT INTO "+newTables(tr.schema).logs+" (id, source, action, actor_type, metadata, created_at) VALUES ($1, 'retention', $2, 'system', $3, $4)",
+	tr.tamper(tb, "DELETE FROM audit_logs WHERE created_at < $1", cutoff)
+	if _, err := mustPool(tb).Exec(ctx, "INSERT INTO "+newTables(tr.schema).logs+" (id, source, action, actor_type, metadata, created_at) VALUES ($1, 'retention', $2, 'system', $3, $4)",
 		fmt.Sprintf("purge-%d", at.UnixNano()), ActionPurged, purgeMetadata(cutoff, count), at); err != nil {
-		tb.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
 		tb.Fatal(err)
 	}
 	return n
@@ -404,9 +413,9 @@ func purgeMetadata(cutoff time.Time, count int64) string {
 // after the cutoff is deleted.
 func TestVerifyRetention(t *testing.T) {
 	t.Parallel()
-	tr := newTrailAt(t, 300, time.Now().Add(-72*time.Hour))
-	cutoff := tr.logs[100].CreatedAt // logs 0 to 99 are older
-	if n := tr.purge(t, cutoff, -1, time.Now()); n != 100 {
+	tr := newTrailAt(t, 300, time.Now().Add(-postgres.DefaultPurgeMinAge-72*time.Hour))
+	cutoff := tr.logs[100].CreatedAt.Truncate(time.Microsecond) // logs 0 to 99 are older
+	if n := tr.purge(t, cutoff); n != 100 {
 		t.Fatalf("purged %d logs, want 100", n)
 	}
 	checkFindings(t, tr.verify(t, Options{}), want{kind: Purged, leaf: 0, words: "100 logs, leaves 0 to 99, removed by retention"})
@@ -430,13 +439,21 @@ func TestVerifyRetentionPurgesPurgeLogs(t *testing.T) {
 	t.Parallel()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	tr := newTrailAt(t, 300, now.Add(-10*time.Minute))
-	opts := Options{MinRetention: time.Minute}
-	first := now.Add(-5 * time.Minute)
-	if n := tr.purge(t, tr.logs[100].CreatedAt, -1, first); n != 100 {
+	opts := Options{MinRetention: -1} // the schema's minimum age is none
+	if n := tr.purge(t, tr.logs[100].CreatedAt); n != 100 {
 		t.Fatalf("purged %d logs, want 100", n)
 	}
 	sealAll(t, tr.sealer, tr.schema)
-	if n := tr.purge(t, first.Add(time.Microsecond), -1, now); n != 201 {
+	var first time.Time
+	if err := mustPool(t).QueryRow(context.Background(), "SELECT max(created_at) FROM "+newTables(tr.schema).logs+" WHERE action = $1", ActionPurged).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	// A checkpoint dates its seal to the second, and a purge log counts
+	// from the earlier of its time and its checkpoint's: the next purge,
+	// whose cutoff is just after the first purge log, must be sealed in a
+	// later second than that cutoff.
+	time.Sleep(time.Until(first.Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
+	if n := tr.purge(t, first.Add(time.Microsecond)); n != 201 {
 		t.Fatalf("purged %d logs, want the other 200 and the first purge log", n)
 	}
 	sealAll(t, tr.sealer, tr.schema)
@@ -457,8 +474,8 @@ func TestVerifyRetentionMiscounted(t *testing.T) {
 	} {
 		t.Run(fmt.Sprint(tt.count), func(t *testing.T) {
 			t.Parallel()
-			tr := newTrailAt(t, 50, time.Now().Add(-72*time.Hour))
-			if n := tr.purge(t, tr.logs[3].CreatedAt, tt.count, time.Now()); n != 3 {
+			tr := newTrailAt(t, 50, time.Now().Add(-postgres.DefaultPurgeMinAge-72*time.Hour))
+			if n := tr.forgePurge(t, tr.logs[3].CreatedAt, tt.count, time.Now()); n != 3 {
 				t.Fatalf("purged %d logs, want 3", n)
 			}
 			sealAll(t, tr.sealer, tr.schema)
@@ -479,7 +496,7 @@ func TestVerifyRetentionMiscounted(t *testing.T) {
 // that is not missing.
 func TestVerifyRetentionOldestFirst(t *testing.T) {
 	t.Parallel()
-	tr := newTrailAt(t, 50, time.Now().Add(-72*time.Hour))
+	tr := newTrailAt(t, 50, time.Now().Add(-postgres.DefaultPurgeMinAge-72*time.Hour))
 	ctx := context.Background()
 	purge := &audit.Log{ID: "purge", Source: "retention", Action: ActionPurged, Actor: audit.Actor{Type: audit.ActorTypeSystem},
 		Metadata: map[string]string{"cutoff": tr.logs[10].CreatedAt.UTC().Format(purgeCutoffLayout), "count": "1"}, CreatedAt: time.Now()}

@@ -36,7 +36,8 @@
 //	-max-age D         how old the newest checkpoint and the oldest unsealed
 //	                   log may be (default 1h; 0: no check)
 //	-min-retention D   the least age of a purge's cutoff at the purge's time, the
-//	                   database's minimum purge age (default 24h; 0: none)
+//	                   database's minimum purge age (default 720h, the 30 days
+//	                   that Migrate sets; 0: none)
 //	-proof FILE        verify one inclusion proof, offline
 package main
 
