@@ -7,7 +7,7 @@ GO ?= go
 
 # Modules of the repository: the root module and the examples with
 # dependencies of their own.
-MODULES := . examples/webhook examples/postgres
+MODULES := . examples/webhook examples/postgres examples/jetstream
 
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN := $(shell $(GO) env GOPATH)/bin
@@ -16,11 +16,12 @@ GOLANGCI_LINT := $(GOBIN)/golangci-lint
 FUZZTIME ?= 10s
 BENCHCOUNT ?= 6
 
-.PHONY: test cc vet test-root test-webhook test-postgres lint fuzz bench bench-postgres check tools
+.PHONY: test cc vet test-root test-webhook test-postgres test-jetstream lint fuzz bench bench-postgres bench-jetstream check tools
 
 ## test: vet and run every test of every module under the race detector;
-## the PostgreSQL example runs against a throwaway server (or DATABASE_URL)
-test: cc vet test-root test-webhook test-postgres
+## the PostgreSQL example runs against a throwaway server (or DATABASE_URL),
+## the JetStream example against a throwaway server and cluster
+test: cc vet test-root test-webhook test-postgres test-jetstream
 
 vet:
 	@for m in $(MODULES); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...); done
@@ -33,6 +34,10 @@ test-webhook:
 
 test-postgres:
 	./scripts/with-postgres.sh bash -c 'cd examples/postgres && $(GO) test -race ./...'
+
+# Its tests wait on servers more than on the CPU: run more of them at once.
+test-jetstream:
+	./scripts/with-postgres.sh ./scripts/with-nats.sh bash -c 'cd examples/jetstream && $(GO) test -race -parallel 8 ./...'
 
 ## lint: gofmt, goimports and golangci-lint over every module
 lint: tools
@@ -64,6 +69,10 @@ bench:
 ## bench-postgres: the PostgreSQL example's benchmarks against a throwaway server
 bench-postgres:
 	./scripts/with-postgres.sh bash -c 'cd examples/postgres && $(GO) test -run "^$$" -bench . -benchmem -timeout 60m ./...'
+
+## bench-jetstream: the JetStream example's benchmarks against a throwaway server and cluster
+bench-jetstream:
+	./scripts/with-postgres.sh ./scripts/with-nats.sh bash -c 'cd examples/jetstream && $(GO) test -run "^$$" -bench . -benchmem -timeout 60m ./...'
 
 ## check: everything CI runs
 check: test lint fuzz
