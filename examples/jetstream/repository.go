@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,7 @@ import (
 // Defaults of the Options.
 const (
 	DefaultPublishTimeout = 10 * time.Second
+	DefaultAttemptTimeout = 2 * time.Second
 	DefaultRetryWait      = 50 * time.Millisecond
 )
 
@@ -64,6 +66,7 @@ type Repository struct {
 	pool           *pgxpool.Pool
 	query          *postgres.Repository
 	publishTimeout time.Duration
+	attemptTimeout time.Duration
 	retryWait      time.Duration
 	positionsSQL   string
 }
@@ -74,14 +77,23 @@ var _ audit.Repository = (*Repository)(nil)
 type Option func(*Repository)
 
 // WithPublishTimeout bounds how long Create waits for the stream to
-// acknowledge a log, retries included, whatever ctx allows: when it ends
-// first, Create returns an error wrapping audit.ErrMaybeStored. A leader
-// that dies is replaced after the Raft election timeout (4 to 9 s by
-// default), so a bound below about 10 s turns a leader's death into
-// errors rather than delays. The default is DefaultPublishTimeout. A
+// acknowledge a log, all its attempts included, whatever ctx allows: when
+// it ends with no attempt settled, Create returns an error wrapping
+// audit.ErrMaybeStored. A leader that dies is replaced after the Raft
+// election timeout (4 to 9 s by default), so a bound below about 10 s
+// turns a leader's death into errors rather than delays. The default is DefaultPublishTimeout. A
 // value <= 0 leaves the bound to ctx.
 func WithPublishTimeout(d time.Duration) Option {
 	return func(r *Repository) { r.publishTimeout = d }
+}
+
+// WithAttemptTimeout bounds how long one publish of Create waits for its
+// answer before Create publishes again (see Create). An answer that takes
+// longer is lost, as when the server that had the message dies; a bound
+// well above the slowest answer of a healthy cluster costs nothing then.
+// The default is DefaultAttemptTimeout. Open panics if d <= 0.
+func WithAttemptTimeout(d time.Duration) Option {
+	return func(r *Repository) { r.attemptTimeout = d }
 }
 
 // WithRetryWait sets how long Create waits before it publishes again after
@@ -114,6 +126,7 @@ func Open(ctx context.Context, js natsjs.JetStream, pool *pgxpool.Pool, trail Tr
 		trail:          t,
 		pool:           pool,
 		publishTimeout: DefaultPublishTimeout,
+		attemptTimeout: DefaultAttemptTimeout,
 		retryWait:      DefaultRetryWait,
 		positionsSQL:   "SELECT stream, seq FROM " + qualified(t.Schema, positionsTable) + " WHERE stream = ANY($1)",
 	}
@@ -122,6 +135,9 @@ func Open(ctx context.Context, js natsjs.JetStream, pool *pgxpool.Pool, trail Tr
 	}
 	if r.retryWait <= 0 {
 		panic("jetstream audit: WithRetryWait(" + r.retryWait.String() + "): must be positive")
+	}
+	if r.attemptTimeout <= 0 {
+		panic("jetstream audit: WithAttemptTimeout(" + r.attemptTimeout.String() + "): must be positive")
 	}
 	for p := range t.Partitions {
 		if err := checkStream(ctx, js, t, p, true); err != nil {
@@ -150,10 +166,16 @@ func (r *Repository) Close() error { return r.query.Close() }
 // The publish tells the server to store the log only if no message is
 // stored yet on any subject of the same ID; a log whose ID is stored is
 // rejected with an error wrapping audit.ErrAlreadyExists, however long
-// ago it was stored. If the answer does not come (the publish timed out,
-// ctx ended, the connection was lost after sending), Create returns an
-// error wrapping audit.ErrMaybeStored and the cause; the retry with the
-// same log is safe, for the reason above.
+// ago it was stored.
+//
+// An attempt that gets no answer within the attempt timeout (see
+// WithAttemptTimeout) is made again, which is safe for the same reason:
+// the first attempt that the server answers settles it. If that answer
+// is that the ID is taken, Create compares the stored log with its own,
+// and returns nil if they are the same. When the publish timeout or ctx
+// ends with no attempt settled, Create returns an error wrapping
+// audit.ErrMaybeStored and the cause; the retry with the same log is then
+// safe, for the same reason.
 func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	if err := log.Validate(); err != nil {
 		return err
@@ -168,66 +190,121 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 		return fmt.Errorf("jetstream audit: encoding log %q: %w", l.ID, err)
 	}
 	p := r.trail.partition(l.ID)
-	subject := r.trail.subject(p, l.ID, l.OrgID, l.Source)
-	idFilter := r.trail.idFilter(p, l.ID)
+	c := create{
+		id:       l.ID,
+		stream:   r.streams[p],
+		subject:  r.trail.subject(p, l.ID, l.OrgID, l.Source),
+		idFilter: r.trail.idFilter(p, l.ID),
+		data:     data,
+	}
 	if r.publishTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.publishTimeout)
 		defer cancel()
 	}
 	for {
-		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
-			hdrExpectedLastSubjSeq:     []string{"0"},
-			hdrExpectedLastSubjSeqSubj: []string{idFilter},
-		}}
-		// Retries are made here, where each answer is known: a retry
-		// after no responders inside the client would turn a deadline
-		// during its wait into an unknown outcome.
-		_, err := r.js.PublishMsg(ctx, msg, natsjs.WithRetryAttempts(0))
-		retry, err := r.outcome(ctx, l.ID, err)
-		if !retry {
+		done, err := r.attempt(ctx, &c)
+		if done {
 			return err
 		}
-		t := time.NewTimer(r.retryWait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			// Every attempt was answered: the log is not stored.
-			return fmt.Errorf("jetstream audit: create %q: not stored: %w (last answer: %w)", l.ID, ctx.Err(), err)
-		case <-t.C:
+		if ctx.Err() != nil {
+			if c.maybe {
+				return fmt.Errorf("jetstream audit: create %q: %w: no answer: %w (last: %w)", c.id, audit.ErrMaybeStored, ctx.Err(), err)
+			}
+			// Every attempt was answered, and none stored the log.
+			return fmt.Errorf("jetstream audit: create %q: not stored: %w (last answer: %w)", c.id, ctx.Err(), err)
 		}
 	}
 }
 
-// outcome turns the result of one publish into Create's result, and says
-// whether to publish again.
-func (r *Repository) outcome(ctx context.Context, id string, err error) (retry bool, _ error) {
+// create is the state of one Create call across its attempts.
+type create struct {
+	id, subject, idFilter string
+	stream                natsjs.Stream
+	data                  []byte
+	// maybe is set once an attempt went unanswered: it may have stored
+	// the log, so a later answer that the ID is taken may be its own.
+	maybe bool
+}
+
+// attempt publishes c once and says whether that settles the Create, and
+// with what. When it does not, it has waited before returning, if the
+// answer asks for a wait.
+func (r *Repository) attempt(ctx context.Context, c *create) (done bool, _ error) {
+	msg := &nats.Msg{Subject: c.subject, Data: c.data, Header: nats.Header{
+		hdrExpectedLastSubjSeq:     []string{"0"},
+		hdrExpectedLastSubjSeqSubj: []string{c.idFilter},
+	}}
+	actx, cancel := context.WithTimeout(ctx, r.attemptTimeout)
+	// Retries are made here, where each answer is known: one after no
+	// responders inside the client would turn a deadline during its wait
+	// into an unknown outcome.
+	_, err := r.js.PublishMsg(actx, msg, natsjs.WithRetryAttempts(0))
+	cancel()
 	if err == nil {
-		return false, nil
+		return true, nil
 	}
 	var apiErr *natsjs.APIError
 	switch {
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSeq:
-		return false, fmt.Errorf("%w: id %q (%s)", audit.ErrAlreadyExists, id, apiErr.Description)
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSeqConstant:
-		return true, err
-	case errors.As(err, &apiErr) && apiErr.Code == 503:
-		// The stream or JetStream is not available at the moment (no
-		// leader, not current); nothing was proposed.
-		return true, err
+		if c.maybe {
+			return r.settleTaken(ctx, c, apiErr)
+		}
+		return true, fmt.Errorf("%w: id %q (%s)", audit.ErrAlreadyExists, c.id, apiErr.Description)
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSeqConstant,
+		errors.As(err, &apiErr) && apiErr.Code == 503,
+		errors.Is(err, natsjs.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
+		// Not stored by this attempt, but the next may be: a log with
+		// the ID is on its way and may yet fail; the stream has no leader
+		// or is not current; no server took the message, as while a
+		// leader is elected.
+		r.pause(ctx)
+		return false, err
 	case errors.As(err, &apiErr):
 		// Any other answer of the stream's leader is a refusal: nothing was
 		// proposed.
-		return false, fmt.Errorf("jetstream audit: create %q: %w", id, err)
-	case errors.Is(err, natsjs.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
-		// No server took the message: a leader is being elected.
-		return true, err
-	case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, nats.ErrTimeout):
-		return false, fmt.Errorf("jetstream audit: create %q: %w: no answer: %w", id, audit.ErrMaybeStored, err)
+		if c.maybe {
+			return true, fmt.Errorf("jetstream audit: create %q: %w: %w", c.id, audit.ErrMaybeStored, err)
+		}
+		return true, fmt.Errorf("jetstream audit: create %q: %w", c.id, err)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout):
+		// No answer in time: the log may be stored. Ask again.
+		c.maybe = true
+		return false, err
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
+		// Closed for good, maybe after the log was sent: no attempt can
+		// settle it.
+		return true, fmt.Errorf("jetstream audit: create %q: %w: %w", c.id, audit.ErrMaybeStored, err)
 	default:
 		// The connection failed, or the answer could not be read, after
 		// the log may have been sent.
-		return false, fmt.Errorf("jetstream audit: create %q: %w: %w", id, audit.ErrMaybeStored, err)
+		c.maybe = true
+		r.pause(ctx)
+		return false, err
+	}
+}
+
+// settleTaken settles a Create one of whose attempts went unanswered and a
+// later one found the ID taken: if the stored log is c's own, the
+// unanswered attempt stored it.
+func (r *Repository) settleTaken(ctx context.Context, c *create, taken *natsjs.APIError) (bool, error) {
+	m, err := c.stream.GetLastMsgForSubject(ctx, c.idFilter)
+	if err != nil {
+		return true, fmt.Errorf("jetstream audit: create %q: %w: the ID is taken, reading the log that took it: %w", c.id, audit.ErrMaybeStored, err)
+	}
+	if m.Subject == c.subject && bytes.Equal(m.Data, c.data) {
+		return true, nil
+	}
+	return true, fmt.Errorf("%w: id %q (%s)", audit.ErrAlreadyExists, c.id, taken.Description)
+}
+
+// pause waits the retry wait, or until ctx ends.
+func (r *Repository) pause(ctx context.Context) {
+	t := time.NewTimer(r.retryWait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
