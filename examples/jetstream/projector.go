@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -259,7 +260,9 @@ func (p *Projector) connect(ctx context.Context) (*pgx.Conn, error) {
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
-	cfg.RuntimeParams["application_name"] = "audit-projector"
+	// Named for the process, so that pg_stat_activity and pg_locks tell
+	// which one holds which partition.
+	cfg.RuntimeParams["application_name"] = "audit-projector " + strconv.Itoa(os.Getpid())
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
@@ -467,7 +470,12 @@ func (p *Projector) consume(ctx context.Context, w *worker, conn *pgx.Conn, cons
 		case msgs <- m:
 		case <-quit:
 		}
-	}, natsjs.PullMaxMessages(2*p.batchSize), natsjs.ConsumeErrHandler(func(natsjs.ConsumeContext, error) {}))
+	},
+		natsjs.PullMaxMessages(2*p.batchSize),
+		// Short pulls, whose heartbeats (every 2.5 s) tell within 5 s that
+		// the server holding the pull stopped answering, rather than 30.
+		natsjs.PullExpiry(5*time.Second),
+		natsjs.ConsumeErrHandler(func(natsjs.ConsumeContext, error) {}))
 	if err != nil {
 		return fmt.Errorf("jetstream audit: projector: consuming %s: %w", name, err)
 	}
