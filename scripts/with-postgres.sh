@@ -188,6 +188,23 @@ fi
 
 "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres audit
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/audit?sslmode=disable"
+
+# Fault tests stop the server and start it again with "$POSTGRES_CTL stop"
+# and "$POSTGRES_CTL start": pg_ctl run as the cluster's owner, with the
+# directory and the options of this server.
+owner=
+[[ $EUID -eq 0 ]] && owner="runuser -u postgres --"
+cat >"$tmp/pg_ctl" <<EOF
+#!/usr/bin/env bash
+case \${1:-} in
+stop) exec $owner "$bindir/pg_ctl" stop -D "$data" -m fast -w ;;
+start) exec $owner "$bindir/pg_ctl" start -D "$data" -w -t 60 -l "$tmp/postgres.log" \\
+	-o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='$tmp'" ;;
+*) echo "usage: \$0 stop|start" >&2; exit 2 ;;
+esac
+EOF
+chmod 755 "$tmp/pg_ctl"
+export POSTGRES_CTL=$tmp/pg_ctl
 log "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') at $DATABASE_URL"
 
 # In the background, so that signals reach the traps at once; in a process
