@@ -3,6 +3,7 @@ module github.com/raystack/salt/examples/jetstream
 go 1.26.0
 
 require (
+	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/raystack/salt v0.0.0-00010101000000-000000000000

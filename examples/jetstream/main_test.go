@@ -105,7 +105,13 @@ func mustNATS(tb testing.TB) *nats.Conn {
 // connect connects to the servers of url, a comma-separated list, and
 // keeps reconnecting for as long as the connection lives.
 func connect(url string) (*nats.Conn, error) {
-	return nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Timeout(5*time.Second))
+	// Errors of the connection itself (a server killed under it) are the
+	// point of the fault tests, not news: their effect is what is checked.
+	// A stopped server keeps its sockets open: pings every second, two of
+	// them unanswered, tell it from a slow one.
+	return nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Timeout(5*time.Second),
+		nats.PingInterval(time.Second), nats.MaxPingsOutstanding(2),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 }
 
 func mustJetStream(tb testing.TB, nc *nats.Conn) natsjs.JetStream {

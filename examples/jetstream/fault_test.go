@@ -1,0 +1,417 @@
+package jetstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/raystack/salt/audit"
+)
+
+// The fault tests run a load against a cluster of their own and break a
+// part of it: kill -9 a server, SIGSTOP one, stop PostgreSQL, kill a
+// projector process. Each checks afterwards that every log whose Create
+// returned nil is in the projection once and every other got an error.
+
+const (
+	faultCallers = 64
+	faultLogs    = 20000
+)
+
+// blockBound is the longest a Create may block: its publish timeout, plus
+// room for a loaded machine to schedule the caller. Create gives up at the
+// timeout whatever the cluster does; a call past the bound would be one
+// that ignored it.
+const blockBound = DefaultPublishTimeout + 5*time.Second
+
+// faultSetup is a cluster of the test's own with a trail, a Projector and
+// a Repository on it.
+type faultSetup struct {
+	c     *testCluster
+	js    natsjs.JetStream
+	pool  *pgxpool.Pool
+	trail Trail
+	repo  *Repository
+	proj  *Projector
+}
+
+func newFaultSetup(t *testing.T, opts clusterOptions) *faultSetup {
+	t.Helper()
+	c := startCluster(t, opts)
+	nc, err := connect(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	fs := &faultSetup{c: c, js: mustJetStream(t, nc), pool: mustPool(t)}
+	fs.trail = newTrail(t, fs.js, fs.pool, DefaultPartitions)
+	fs.proj = startProjector(t, fs.js, fs.pool, fs.trail, WithDeadLetterHandler(func(d DeadLetter) {
+		t.Errorf("unexpected dead letter: %+v", d)
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fs.repo, err = Open(ctx, fs.js, fs.pool, fs.trail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fs.repo.Close() })
+	return fs
+}
+
+// checkLoad checks what every fault test promises of a load.
+func (fs *faultSetup) checkLoad(t *testing.T, ld *load) {
+	t.Helper()
+	t.Logf("load: %s; Create latency p50 %s, p99 %s, max %s",
+		ld.summary(), ld.quantile(0.5).Round(time.Microsecond), ld.quantile(0.99).Round(time.Millisecond), ld.maxLatency().Round(time.Millisecond))
+	if m := ld.maxLatency(); m > blockBound {
+		t.Errorf("a Create blocked %s, want at most %s: Create gives up at its publish timeout", m, blockBound)
+	}
+	checkProjected(t, fs.js, fs.pool, fs.trail, fs.repo, ld)
+	t.Logf("projector: %+v", fs.proj.Stats())
+}
+
+func TestFaultKillStreamLeader(t *testing.T) { testKill(t, true) }
+
+func TestFaultKillStreamFollower(t *testing.T) { testKill(t, false) }
+
+// testKill kills -9 the leader of partition 0's stream, or a server that
+// follows every partition and leads none, a quarter into a load of
+// faultLogs logs, and starts it again once the load is done.
+func testKill(t *testing.T, leader bool) {
+	t.Helper()
+	fs := newFaultSetup(t, clusterOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var victim int
+	if leader {
+		victim = fs.c.leader(ctx, fs.js, fs.trail.Stream(0))
+	} else {
+		victim = fs.follower(t)
+	}
+	ld := newLoad(fs.repo, faultCallers, faultLogs)
+	var killed time.Time
+	ld.run(t, faultLogs/4, func() {
+		fs.c.kill(victim)
+		killed = time.Now()
+		t.Logf("killed %s (leader of partition 0: %v) after %d logs", fs.c.nodes[victim].name, leader, ld.done.Load())
+	})
+	t.Logf("%d logs confirmed in the %s after the kill", ld.okBetween(killed, time.Now(), -1), time.Since(killed).Round(time.Millisecond))
+	fs.c.start(victim)
+	if err := fs.c.waitHealthy(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	fs.checkLoad(t, ld)
+	if ld.okBetween(killed, time.Now(), -1) == 0 {
+		t.Errorf("no Create succeeded after the kill: the two other servers are a majority")
+	}
+}
+
+// follower returns a server that leads none of the trail's streams,
+// asking leaders to step down until one does.
+func (fs *faultSetup) follower(t *testing.T) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nc := fs.js.Conn()
+	for range 20 {
+		leads := make([]int, len(fs.c.nodes))
+		var leaders []int
+		for p := range fs.trail.Partitions {
+			l := fs.c.leader(ctx, fs.js, fs.trail.Stream(p))
+			leads[l]++
+			leaders = append(leaders, l)
+		}
+		for i, n := range leads {
+			if n == 0 {
+				return i
+			}
+		}
+		// Every server leads a stream: move the leadership of one.
+		p := 0
+		for i, l := range leaders {
+			if leads[l] == 1 {
+				p = i
+				break
+			}
+		}
+		if _, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+fs.trail.Stream(p), nil); err != nil {
+			t.Fatalf("stepping down the leader of %s: %v", fs.trail.Stream(p), err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatal("no server is free of stream leaders after 20 step-downs")
+	return -1
+}
+
+// TestFaultStopServer stops (SIGSTOP) the leader of partition 0's stream
+// for 10 s during a load whose callers each write to one partition:
+// writes go on with the two other servers. The partitions that the
+// stopped server does not lead take writes all along (but for the few
+// seconds the client needs to leave the server, if it was connected to
+// it); those it leads take them again once the others have elected a new
+// leader, which Raft does within its election timeout, 4 to 9 s.
+func TestFaultStopServer(t *testing.T) {
+	fs := newFaultSetup(t, clusterOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	victim := fs.c.leader(ctx, fs.js, fs.trail.Stream(0))
+	led := map[int]bool{}
+	for p := range fs.trail.Partitions {
+		led[p] = fs.c.leader(ctx, fs.js, fs.trail.Stream(p)) == victim
+	}
+	t.Logf("client on %s; stopping %s, which leads partitions %v", fs.js.Conn().ConnectedServerName(), fs.c.nodes[victim].name, led)
+	ld := newLoad(fs.repo, faultCallers, 0)
+	ld.pinned = true
+	var stopped, continued time.Time
+	ld.run(t, 2000, func() {
+		fs.c.signal(victim, syscall.SIGSTOP)
+		stopped = time.Now()
+		time.Sleep(10 * time.Second)
+		fs.c.signal(victim, syscall.SIGCONT)
+		continued = time.Now()
+		time.Sleep(2 * time.Second)
+		close(ld.stop)
+	})
+	for p := range fs.trail.Partitions {
+		var perSecond []int
+		for s := stopped; s.Before(continued); s = s.Add(time.Second) {
+			perSecond = append(perSecond, ld.okBetween(s, s.Add(time.Second), p))
+		}
+		first := ld.firstOK(stopped.Add(time.Second), p)
+		t.Logf("partition %d (led by the stopped server: %v): confirmed per second while it was stopped %v; first after its first second: %s after the stop",
+			p, led[p], perSecond, first.Sub(stopped).Round(time.Millisecond))
+		switch {
+		case !led[p] && ld.okBetween(stopped.Add(5*time.Second), continued, p) == 0:
+			t.Errorf("partition %d, whose leader was not stopped: no Create confirmed from 5 s after the stop until the end of it", p)
+		case first.IsZero():
+			t.Errorf("partition %d: no Create confirmed after the stop", p)
+		}
+	}
+	if err := fs.c.waitHealthy(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s healthy again %s after it was continued", fs.c.nodes[victim].name, time.Since(continued).Round(time.Millisecond))
+	fs.checkLoad(t, ld)
+	t.Logf("the projection caught up %s after %s was continued", time.Since(continued).Round(time.Millisecond), fs.c.nodes[victim].name)
+}
+
+// TestFaultNoQuorum stops two of the three servers, so that no stream can
+// store anything: Create gives up at its publish timeout with an error
+// wrapping audit.ErrMaybeStored, and the retry after the servers are back
+// stores the log once, or finds it stored.
+func TestFaultNoQuorum(t *testing.T) {
+	fs := newFaultSetup(t, clusterOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	repo, err := Open(ctx, fs.js, fs.pool, fs.trail, WithPublishTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	// Stop two servers that are not the one the client is connected to,
+	// so that the publish reaches a server, which cannot get a majority.
+	connected := fs.c.node(fs.js.Conn().ConnectedServerName())
+	var stopped []int
+	for i := range fs.c.nodes {
+		if i != connected {
+			fs.c.signal(i, syscall.SIGSTOP)
+			stopped = append(stopped, i)
+		}
+	}
+	l := loadLog(0)
+	start := time.Now()
+	err = repo.Create(ctx, &l)
+	took := time.Since(start)
+	for _, i := range stopped {
+		fs.c.signal(i, syscall.SIGCONT)
+	}
+	if !errors.Is(err, audit.ErrMaybeStored) {
+		t.Fatalf("Create with two of three servers stopped: got %v, want an error wrapping audit.ErrMaybeStored", err)
+	}
+	t.Logf("Create gave up after %s: %v", took.Round(time.Millisecond), err)
+	if err := fs.c.waitHealthy(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		err = fs.repo.Create(ctx, &l)
+		if !errors.Is(err, audit.ErrMaybeStored) {
+			break
+		}
+	}
+	if err != nil && !errors.Is(err, audit.ErrAlreadyExists) {
+		t.Fatalf("retrying the Create: got %v, want nil or an error wrapping audit.ErrAlreadyExists", err)
+	}
+	t.Logf("the retry: %v", err)
+	if _, err := fs.repo.GetByID(ctx, l.ID); err != nil {
+		t.Fatalf("GetByID after the retry: %v", err)
+	}
+	if err := fs.repo.Create(ctx, &l); !errors.Is(err, audit.ErrAlreadyExists) {
+		t.Fatalf("Create of the stored log again: got %v, want an error wrapping audit.ErrAlreadyExists", err)
+	}
+}
+
+// TestFaultStopPostgres stops PostgreSQL for 10 s during a load: Creates
+// go on succeeding, since they need only the streams, and once the
+// server is back the projection catches up.
+func TestFaultStopPostgres(t *testing.T) {
+	ctl := os.Getenv("POSTGRES_CTL")
+	if ctl == "" {
+		t.Fatal("POSTGRES_CTL is not set: this test stops and starts the server of scripts/with-postgres.sh, which sets it; " +
+			"run the tests through it, e.g. `../../scripts/with-postgres.sh ../../scripts/with-nats.sh go test ./...`")
+	}
+	fs := newFaultSetup(t, clusterOptions{})
+	pgctl := func(verb string) {
+		t.Helper()
+		if out, err := exec.Command(ctl, verb).CombinedOutput(); err != nil {
+			t.Fatalf("%s %s: %v\n%s", ctl, verb, err, out)
+		}
+	}
+	ld := newLoad(fs.repo, faultCallers, 0)
+	var stopped, started time.Time
+	ld.run(t, 2000, func() {
+		pgctl("stop")
+		stopped = time.Now()
+		time.Sleep(10 * time.Second)
+		pgctl("start")
+		started = time.Now()
+		time.Sleep(time.Second)
+		close(ld.stop)
+	})
+	// The pool's connections died with the server.
+	fs.pool.Reset()
+	t.Logf("PostgreSQL down for %s: %d logs confirmed meanwhile", started.Sub(stopped).Round(time.Millisecond), ld.okBetween(stopped, started, -1))
+	if len(ld.failed)+len(ld.unknown) > 0 {
+		t.Errorf("%d Creates failed and %d ended unknown while PostgreSQL was down, want none: Create needs only the streams", len(ld.failed), len(ld.unknown))
+	}
+	if ld.okBetween(stopped, started, -1) == 0 {
+		t.Errorf("no Create succeeded while PostgreSQL was down")
+	}
+	fs.checkLoad(t, ld)
+	t.Logf("the projection caught up %s after PostgreSQL started", time.Since(started).Round(time.Millisecond))
+}
+
+// TestFaultKillProjector runs two projector processes (cmd/projector),
+// kills one with SIGKILL while its statement runs, and starts it again,
+// during a load: nothing is lost, nothing is applied twice.
+func TestFaultKillProjector(t *testing.T) {
+	bin := buildProjector(t)
+	nc := mustNATS(t)
+	js := mustJetStream(t, nc)
+	pool := mustPool(t)
+	trail := newTrail(t, js, pool, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	repo, err := Open(ctx, js, pool, trail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	procs := []*projectorProc{startProjectorProc(t, bin, trail), startProjectorProc(t, bin, trail)}
+	ld := newLoad(repo, faultCallers, faultLogs)
+	var midStatement bool
+	ld.run(t, faultLogs/4, func() {
+		victim := procs[0]
+		midStatement = waitActive(t, pool, victim.cmd.Process.Pid, 10*time.Second)
+		victim.kill()
+		t.Logf("killed projector %d after %d logs; its statement was running: %v", victim.cmd.Process.Pid, ld.done.Load(), midStatement)
+		time.Sleep(time.Second)
+		procs[0] = startProjectorProc(t, bin, trail)
+	})
+	t.Logf("load: %s", ld.summary())
+	checkProjected(t, js, pool, trail, repo, ld)
+	for _, p := range procs {
+		t.Logf("projector %d: %+v", p.cmd.Process.Pid, p.stop(t))
+	}
+	if !midStatement {
+		t.Errorf("the victim never ran a statement in 10 s: the kill did not land mid-batch")
+	}
+}
+
+// buildProjector builds cmd/projector into a temporary directory.
+func buildProjector(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "projector")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/projector").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/projector: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// projectorProc is a cmd/projector process.
+type projectorProc struct {
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	exited chan struct{}
+}
+
+func startProjectorProc(t *testing.T, bin string, trail Trail) *projectorProc {
+	t.Helper()
+	p := &projectorProc{exited: make(chan struct{})}
+	p.cmd = exec.Command(bin, "-name", trail.Name, "-prefix", trail.Prefix, "-partitions", strconv.Itoa(trail.Partitions),
+		"-schema", trail.Schema, "-rebalance", "200ms")
+	p.cmd.Stdout = &p.stdout
+	p.cmd.Stderr = os.Stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(p.kill)
+	return p
+}
+
+func (p *projectorProc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
+}
+
+// stop stops the process with SIGTERM and returns the stats it printed.
+func (p *projectorProc) stop(t *testing.T) ProjectorStats {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Errorf("projector %d did not stop within 30 s of SIGTERM", p.cmd.Process.Pid)
+		p.kill()
+	}
+	var s ProjectorStats
+	if err := json.Unmarshal(p.stdout.Bytes(), &s); err != nil {
+		t.Errorf("projector %d printed %q, want its stats as JSON: %v", p.cmd.Process.Pid, p.stdout.String(), err)
+	}
+	return s
+}
+
+// waitActive waits, for at most d, until the projector process pid runs
+// a statement in PostgreSQL, and reports whether it saw one.
+func waitActive(t *testing.T, pool *pgxpool.Pool, pid int, d time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		var n int
+		err := pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity"+
+			" WHERE application_name = $1 AND state = 'active' AND query LIKE 'WITH dup AS%'",
+			"audit-projector "+strconv.Itoa(pid)).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
