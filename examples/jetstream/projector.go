@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +94,23 @@ type Projector struct {
 
 type stats struct {
 	applied, deadLettered, redelivered, batches, resets atomic.Int64
+
+	mu    sync.Mutex
+	owned map[int]bool
+}
+
+// own records that the Projector holds partition part now, or not.
+func (s *stats) own(part int, yes bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.owned == nil {
+		s.owned = map[int]bool{}
+	}
+	if yes {
+		s.owned[part] = true
+	} else {
+		delete(s.owned, part)
+	}
 }
 
 // ProjectorStats counts what a Projector has done since it was made.
@@ -101,6 +120,7 @@ type ProjectorStats struct {
 	Redelivered  int64 // messages skipped because the projection had them
 	Batches      int64 // statements that advanced a position
 	Resets       int64 // times a partition's consumer was set back to its position
+	Owned        []int // the partitions it holds now, in order
 }
 
 // ProjectorOption configures a Projector.
@@ -211,12 +231,16 @@ SELECT (SELECT count(*) FROM pos), (SELECT count(*) FROM ins), ARRAY(SELECT id F
 
 // Stats returns what the Projector has done so far.
 func (p *Projector) Stats() ProjectorStats {
+	p.stats.mu.Lock()
+	owned := slices.Sorted(maps.Keys(p.stats.owned))
+	p.stats.mu.Unlock()
 	return ProjectorStats{
 		Applied:      p.stats.applied.Load(),
 		DeadLettered: p.stats.deadLettered.Load(),
 		Redelivered:  p.stats.redelivered.Load(),
 		Batches:      p.stats.batches.Load(),
 		Resets:       p.stats.resets.Load(),
+		Owned:        owned,
 	}
 }
 
@@ -385,8 +409,10 @@ func (p *Projector) startWorker(ctx context.Context, part int, exited chan<- *wo
 		return nil, nil
 	}
 	w := &worker{part: part, stop: make(chan struct{}), done: make(chan struct{})}
+	p.stats.own(part, true)
 	go func() {
 		defer func() {
+			p.stats.own(part, false)
 			_ = conn.Close(context.Background())
 			close(w.done)
 			exited <- w
