@@ -16,7 +16,9 @@
 #     its own under a temporary directory, waits until every one reports
 #     itself healthy, and exports
 #     NATS_URL=nats://127.0.0.1:P1,nats://127.0.0.1:P2,nats://127.0.0.1:P3
-#     and NATS_MONITOR_URLS (their monitoring endpoints, same order),
+#     and NATS_MONITOR_URLS (their monitoring endpoints, same order) and
+#     NATS_SERVER_PIDS (their process IDs, same order, for benchmarks that
+#     count their CPU time),
 #   - runs the command, then stops the servers and deletes the directory on
 #     every way out, and exits with the command's status.
 #
@@ -199,7 +201,8 @@ for attempt in 1 2 3 4 5; do
 	fi
 	log "retrying with other ports (attempt $attempt failed)"
 done
-export NATS_URL NATS_MONITOR_URLS
+NATS_SERVER_PIDS="${pids[*]}"
+export NATS_URL NATS_MONITOR_URLS NATS_SERVER_PIDS
 log "nats-server $NATS_SERVER_VERSION, JetStream cluster of 3 at $NATS_URL"
 
 # In the background, so that signals reach the traps at once; in a process

@@ -133,23 +133,33 @@ func newTrail(tb testing.TB, js natsjs.JetStream, pool *pgxpool.Pool, partitions
 		Name:       fmt.Sprintf("T%d_%d", os.Getpid(), n),
 		Prefix:     fmt.Sprintf("t%d.%d", os.Getpid(), n),
 		Partitions: partitions,
-		Schema:     fmt.Sprintf("audit_js_%d_%d", os.Getpid(), n),
 	}
+	t.Schema = newSchema(tb, pool)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := Migrate(ctx, pool, t.Schema); err != nil {
-		tb.Fatalf("Migrate(%q): %v", t.Schema, err)
-	}
-	tb.Cleanup(func() {
-		if _, err := pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{t.Schema}.Sanitize()+" CASCADE"); err != nil {
-			tb.Errorf("dropping schema %s: %v", t.Schema, err)
-		}
-	})
 	if err := CreateStreams(ctx, js, t); err != nil {
 		tb.Fatalf("CreateStreams(%+v): %v", t, err)
 	}
 	tb.Cleanup(func() { deleteStreams(tb, js, t) })
 	return t
+}
+
+// newSchema returns the name of a new schema migrated on pool, dropped at
+// the end of the test.
+func newSchema(tb testing.TB, pool *pgxpool.Pool) string {
+	tb.Helper()
+	schema := fmt.Sprintf("audit_js_%d_%d", os.Getpid(), trailN.Add(1))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := Migrate(ctx, pool, schema); err != nil {
+		tb.Fatalf("Migrate(%q): %v", schema, err)
+	}
+	tb.Cleanup(func() {
+		if _, err := pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			tb.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+	return schema
 }
 
 func deleteStreams(tb testing.TB, js natsjs.JetStream, t Trail) {
