@@ -460,10 +460,19 @@ func (p *Projector) work(ctx context.Context, w *worker, conn *pgx.Conn) error {
 			return p.stopped(ctx, w, fmt.Errorf("jetstream audit: projector: setting consumer of %s to %d: %w", name, pos+1, err))
 		}
 		p.stats.resets.Add(1)
-		err := p.consume(ctx, w, conn, cons, name, &pos)
+		err := p.consume(ctx, w, conn, s, cons, &pos)
 		if !errors.Is(err, errGap) {
 			return p.stopped(ctx, w, err)
 		}
+		// Another subscription took the message that is missing: one of a
+		// former owner, until its pulls expire. Give it a moment.
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-w.stop:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }
 
@@ -488,7 +497,8 @@ func done(ctx context.Context) bool {
 
 // consume reads the consumer and applies batches, advancing *pos, until
 // it fails, is asked to stop, or meets a gap.
-func (p *Projector) consume(ctx context.Context, w *worker, conn *pgx.Conn, cons natsjs.Consumer, name string, pos *int64) error {
+func (p *Projector) consume(ctx context.Context, w *worker, conn *pgx.Conn, s natsjs.Stream, cons natsjs.Consumer, pos *int64) error {
+	name := s.CachedInfo().Config.Name
 	msgs := make(chan natsjs.Msg, p.batchSize)
 	quit := make(chan struct{})
 	cc, err := cons.Consume(func(m natsjs.Msg) {
@@ -509,7 +519,6 @@ func (p *Projector) consume(ctx context.Context, w *worker, conn *pgx.Conn, cons
 		close(quit)
 		cc.Stop()
 	}()
-	fresh := true // no message applied since the consumer was set back
 	batch := make([]natsjs.Msg, 0, p.batchSize)
 	for {
 		batch = batch[:0]
@@ -530,7 +539,7 @@ func (p *Projector) consume(ctx context.Context, w *worker, conn *pgx.Conn, cons
 				break collect
 			}
 		}
-		if err := p.apply(ctx, conn, w.part, name, pos, batch, &fresh); err != nil {
+		if err := p.apply(ctx, conn, w.part, s, pos, batch); err != nil {
 			return err
 		}
 	}
@@ -546,10 +555,11 @@ type item struct {
 
 // apply applies batch, whose messages come in delivery order, and
 // acknowledges it. Messages at or below *pos are skipped; the others must
-// follow *pos without a gap, except the first after the consumer was set
-// back (*fresh), which may come later if the sequences between were never
-// stored.
-func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, part int, name string, pos *int64, batch []natsjs.Msg, fresh *bool) error {
+// follow *pos without a gap, but for sequences the stream does not hold
+// (deleted, were its deletes allowed): the message of a sequence it holds
+// may not be passed.
+func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, part int, s natsjs.Stream, pos *int64, batch []natsjs.Msg) error {
+	name := s.CachedInfo().Config.Name
 	next := uint64(*pos)
 	var items []item
 	var gap bool
@@ -563,9 +573,15 @@ func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, part int, name st
 			p.stats.redelivered.Add(1)
 			continue
 		}
-		if seq != next+1 && (!*fresh || len(items) > 0) {
-			gap = true
-			break
+		if seq != next+1 {
+			absent, err := absent(ctx, s, next+1, seq)
+			if err != nil {
+				return fmt.Errorf("jetstream audit: projector: %s %d..%d: %w", name, next+1, seq-1, err)
+			}
+			if !absent {
+				gap = true
+				break
+			}
 		}
 		next = seq
 		it := item{msg: m, seq: seq}
@@ -576,7 +592,6 @@ func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, part int, name st
 		if err := p.store(ctx, conn, part, name, pos, next, items); err != nil {
 			return err
 		}
-		*fresh = false
 	}
 	// Cumulative: acknowledges every message up to the last one applied
 	// or skipped, now that the position covers them.
@@ -587,6 +602,20 @@ func (p *Projector) apply(ctx context.Context, conn *pgx.Conn, part int, name st
 		return errGap
 	}
 	return nil
+}
+
+// absent reports whether s holds none of the sequences from, …, to-1.
+func absent(ctx context.Context, s natsjs.Stream, from, to uint64) (bool, error) {
+	for seq := from; seq < to; seq++ {
+		_, err := s.GetMsg(ctx, seq)
+		if err == nil {
+			return false, nil
+		}
+		if !errors.Is(err, natsjs.ErrMsgNotFound) {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // lastAt returns the last message of batch at or below pos.
