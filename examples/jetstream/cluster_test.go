@@ -168,11 +168,24 @@ func (c *testCluster) kill(i int) {
 	<-n.exited
 }
 
-// signal sends sig (SIGSTOP, SIGCONT) to node i.
+// signal sends sig (SIGSTOP, SIGCONT) to node i; for SIGSTOP, it returns
+// once the process is stopped, which a signal does not wait for.
 func (c *testCluster) signal(i int, sig syscall.Signal) {
 	c.tb.Helper()
-	if err := c.nodes[i].cmd.Process.Signal(sig); err != nil {
+	p := c.nodes[i].cmd.Process
+	if err := p.Signal(sig); err != nil {
 		c.tb.Fatalf("signal %v to %s: %v", sig, c.nodes[i].name, err)
+	}
+	for sig == syscall.SIGSTOP {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
+		if err != nil {
+			c.tb.Fatal(err)
+		}
+		// The state follows the command, which is in parentheses.
+		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); f[0] == "T" {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

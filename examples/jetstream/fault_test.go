@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/raystack/salt/audit"
@@ -414,4 +415,61 @@ func waitActive(t *testing.T, pool *pgxpool.Pool, pid int, d time.Duration) bool
 		}
 	}
 	return false
+}
+
+// TestFaultEntryServerStops stops (SIGSTOP) the server that the client is
+// connected to, and that does not lead the log's partition, just before
+// a Create: the publish stays in the stopped server's socket, unanswered.
+// Create publishes again once the client has left for another server,
+// and returns nil well before its publish timeout. Asking only once, it
+// would wait for the whole timeout and return audit.ErrMaybeStored.
+func TestFaultEntryServerStops(t *testing.T) {
+	fs := newFaultSetup(t, clusterOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l := testLog("entry-stops")
+	p := fs.trail.Partition(l.ID)
+	leader := fs.c.leader(ctx, fs.js, fs.trail.Stream(p))
+	var nc *nats.Conn
+	for {
+		c, err := connect(fs.c.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fs.c.node(c.ConnectedServerName()) != leader {
+			nc = c
+			break
+		}
+		c.Close()
+	}
+	defer nc.Close()
+	entry := fs.c.node(nc.ConnectedServerName())
+	const publishTimeout = 15 * time.Second
+	repo, err := Open(ctx, mustJetStream(t, nc), fs.pool, fs.trail, WithAttemptTimeout(time.Second), WithPublishTimeout(publishTimeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	fs.c.signal(entry, syscall.SIGSTOP)
+	start := time.Now()
+	err = repo.Create(ctx, &l)
+	took := time.Since(start)
+	fs.c.signal(entry, syscall.SIGCONT)
+	t.Logf("Create with the client's server stopped: %v after %s; the client is now on %s", err, took.Round(time.Millisecond), nc.ConnectedServerName())
+	if err != nil || took >= publishTimeout {
+		t.Fatalf("Create with the client's server stopped: got %v after %s, want nil before the publish timeout %s", err, took, publishTimeout)
+	}
+	if err := fs.c.waitHealthy(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := repo.GetByID(ctx, l.ID); err != nil || got.ID != l.ID {
+		t.Fatalf("GetByID: got %+v, %v", got, err)
+	}
+	s, err := fs.js.Stream(ctx, fs.trail.Stream(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("the partition holds %d messages, want the log once", n)
+	}
 }
