@@ -162,11 +162,21 @@ func TestSubjectFilters(t *testing.T) {
 	for f, ids := range want {
 		got := map[string]bool{}
 		for p := range trail.Partitions {
-			c, err := js.OrderedConsumer(ctx, trail.Stream(p), natsjs.OrderedConsumerConfig{FilterSubjects: []string{f}})
+			c, err := js.CreateConsumer(ctx, trail.Stream(p), natsjs.ConsumerConfig{
+				FilterSubjects: []string{f}, AckPolicy: natsjs.AckNonePolicy, InactiveThreshold: time.Minute,
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			batch, err := c.FetchNoWait(100)
+			// The consumer counts what its filter selects; then read that.
+			info, err := c.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.NumPending == 0 {
+				continue
+			}
+			batch, err := c.Fetch(int(info.NumPending), natsjs.FetchMaxWait(10*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
