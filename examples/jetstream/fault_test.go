@@ -82,9 +82,20 @@ func (fs *faultSetup) checkLoad(t *testing.T, ld *load) {
 	t.Logf("projector: %+v", fs.proj.Stats())
 }
 
-func TestFaultKillStreamLeader(t *testing.T) { testKill(t, true) }
+// The fault tests with clusters of their own and small loads run in
+// parallel with each other: most of their time is spent waiting out
+// elections and stops. Those that stop PostgreSQL, or write at full
+// speed for long, run alone.
 
-func TestFaultKillStreamFollower(t *testing.T) { testKill(t, false) }
+func TestFaultKillStreamLeader(t *testing.T) {
+	t.Parallel()
+	testKill(t, true)
+}
+
+func TestFaultKillStreamFollower(t *testing.T) {
+	t.Parallel()
+	testKill(t, false)
+}
 
 // testKill kills -9 the leader of partition 0's stream, or a server that
 // follows every partition and leads none, a quarter into a load of
@@ -172,7 +183,9 @@ func TestFaultStopServer(t *testing.T) {
 		led[p] = fs.c.leader(ctx, fs.js, fs.trail.Stream(p)) == victim
 	}
 	t.Logf("client on %s; stopping %s, which leads partitions %v", fs.js.Conn().ConnectedServerName(), fs.c.nodes[victim].name, led)
-	ld := newLoad(fs.repo, faultCallers, 0)
+	// Fewer callers than the kill tests: what matters is which
+	// partitions take writes, and the projection has less to catch up.
+	ld := newLoad(fs.repo, 16, 0)
 	ld.pinned = true
 	var stopped, continued time.Time
 	ld.run(t, 2000, func() {
@@ -212,6 +225,7 @@ func TestFaultStopServer(t *testing.T) {
 // wrapping audit.ErrMaybeStored, and the retry after the servers are back
 // stores the log once, or finds it stored.
 func TestFaultNoQuorum(t *testing.T) {
+	t.Parallel()
 	fs := newFaultSetup(t, clusterOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -278,7 +292,7 @@ func TestFaultStopPostgres(t *testing.T) {
 			t.Fatalf("%s %s: %v\n%s", ctl, verb, err, out)
 		}
 	}
-	ld := newLoad(fs.repo, faultCallers, 0)
+	ld := newLoad(fs.repo, 16, 0)
 	var stopped, started time.Time
 	ld.run(t, 2000, func() {
 		pgctl("stop")
@@ -424,6 +438,7 @@ func waitActive(t *testing.T, pool *pgxpool.Pool, pid int, d time.Duration) bool
 // and returns nil well before its publish timeout. Asking only once, it
 // would wait for the whole timeout and return audit.ErrMaybeStored.
 func TestFaultEntryServerStops(t *testing.T) {
+	t.Parallel()
 	fs := newFaultSetup(t, clusterOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -198,6 +198,7 @@ func TestSubjectFilters(t *testing.T) {
 // the stream's dedup window has passed, and after every server of the
 // cluster was killed and started again.
 func TestDuplicateForever(t *testing.T) {
+	t.Parallel()
 	fs := newFaultSetup(t, clusterOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
