@@ -72,7 +72,7 @@ bench-postgres:
 
 ## bench-jetstream: the JetStream example's benchmarks against a throwaway server and cluster
 bench-jetstream:
-	./scripts/with-postgres.sh ./scripts/with-nats.sh bash -c 'cd examples/jetstream && $(GO) test -run "^$$" -bench . -benchmem -timeout 60m ./...'
+	./scripts/with-postgres.sh ./scripts/with-nats.sh bash -c 'cd examples/jetstream && $(GO) test -run "^$$" -bench . -benchtime 20000x -timeout 60m ./...'
 
 ## check: everything CI runs
 check: test lint fuzz
