@@ -203,34 +203,43 @@ func postgresPIDs(tb testing.TB, pool *pgxpool.Pool) func() []int {
 // time used.
 func runCallers(b *testing.B, repo audit.Repository, logs []audit.Log, callers int, m *cpuMeter) float64 {
 	b.Helper()
-	var next atomic.Int64
-	var wg sync.WaitGroup
 	b.ResetTimer()
 	if m != nil {
 		m.start(b)
 	}
+	elapsed := inParallel(b, len(logs), callers, func(i int) error {
+		return repo.Create(context.Background(), &logs[i])
+	})
+	b.StopTimer()
+	if m != nil {
+		m.report(b, len(logs), elapsed)
+	}
+	return float64(len(logs)) / elapsed.Seconds()
+}
+
+// inParallel calls fn(0) … fn(n-1) from callers goroutines, each taking
+// the next i, and returns how long it took; an error fails b.
+func inParallel(b *testing.B, n, callers int, fn func(i int) error) time.Duration {
+	b.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
 	start := time.Now()
 	for range callers {
 		wg.Go(func() {
 			for {
 				i := next.Add(1) - 1
-				if i >= int64(len(logs)) {
+				if i >= int64(n) {
 					return
 				}
-				if err := repo.Create(context.Background(), &logs[i]); err != nil {
-					b.Errorf("Create: %v", err)
+				if err := fn(int(i)); err != nil {
+					b.Errorf("%v", err)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if m != nil {
-		m.report(b, len(logs), elapsed)
-	}
-	return float64(len(logs)) / elapsed.Seconds()
+	return time.Since(start)
 }
 
 func BenchmarkCreate(b *testing.B) {
@@ -239,11 +248,7 @@ func BenchmarkCreate(b *testing.B) {
 			js := mustJetStream(b, mustNATS(b))
 			pool := mustPool(b)
 			trail := newTrail(b, js, pool, DefaultPartitions)
-			repo, err := Open(context.Background(), js, pool, trail)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer repo.Close()
+			repo := openRepo(b, js, pool, trail)
 			m := &cpuMeter{servers: natsPIDs(b)}
 			recordRate(b, fmt.Sprintf("stream/callers=%d", callers), runCallers(b, repo, benchLogs(b.N), callers, m))
 		})
@@ -274,11 +279,7 @@ func BenchmarkCreateSyncAlways(b *testing.B) {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
 			pool := mustPool(b)
 			trail := newTrail(b, js, pool, DefaultPartitions)
-			repo, err := Open(context.Background(), js, pool, trail)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer repo.Close()
+			repo := openRepo(b, js, pool, trail)
 			m := &cpuMeter{servers: c.pids}
 			recordRate(b, fmt.Sprintf("sync-always/callers=%d", callers), runCallers(b, repo, benchLogs(b.N), callers, m))
 		})
@@ -317,25 +318,11 @@ func BenchmarkPublish(b *testing.B) {
 // and returns the rate.
 func publishAll(b *testing.B, js natsjs.JetStream, n int, msg func(i int) *nats.Msg) float64 {
 	b.Helper()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range 256 {
-		wg.Go(func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				if _, err := js.PublishMsg(context.Background(), msg(int(i))); err != nil {
-					b.Errorf("publish: %v", err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return float64(n) / time.Since(start).Seconds()
+	elapsed := inParallel(b, n, 256, func(i int) error {
+		_, err := js.PublishMsg(context.Background(), msg(i))
+		return err
+	})
+	return float64(n) / elapsed.Seconds()
 }
 
 // BenchmarkProjector measures how fast a Projector applies a backlog of
@@ -344,11 +331,7 @@ func BenchmarkProjector(b *testing.B) {
 	js := mustJetStream(b, mustNATS(b))
 	pool := mustPool(b)
 	trail := newTrail(b, js, pool, DefaultPartitions)
-	repo, err := Open(context.Background(), js, pool, trail)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer repo.Close()
+	repo := openRepo(b, js, pool, trail)
 	runCallers(b, repo, benchLogs(b.N), 256, nil)
 	b.ResetTimer()
 	start := time.Now()
@@ -373,11 +356,7 @@ func BenchmarkProjectorUnderLoad(b *testing.B) {
 	js := mustJetStream(b, mustNATS(b))
 	pool := mustPool(b)
 	trail := newTrail(b, js, pool, DefaultPartitions)
-	repo, err := Open(context.Background(), js, pool, trail)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer repo.Close()
+	repo := openRepo(b, js, pool, trail)
 	proj := startProjector(b, js, pool, trail)
 	stop := make(chan struct{})
 	var lags []int64

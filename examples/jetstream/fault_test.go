@@ -60,13 +60,7 @@ func newFaultSetup(t *testing.T, opts clusterOptions) *faultSetup {
 	fs.proj = startProjector(t, fs.js, fs.pool, fs.trail, WithDeadLetterHandler(func(d DeadLetter) {
 		t.Errorf("unexpected dead letter: %+v", d)
 	}))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	fs.repo, err = Open(ctx, fs.js, fs.pool, fs.trail)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = fs.repo.Close() })
+	fs.repo = openRepo(t, fs.js, fs.pool, fs.trail)
 	return fs
 }
 
@@ -325,13 +319,7 @@ func TestFaultKillProjector(t *testing.T) {
 	js := mustJetStream(t, nc)
 	pool := mustPool(t)
 	trail := newTrail(t, js, pool, 4)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	repo, err := Open(ctx, js, pool, trail)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
+	repo := openRepo(t, js, pool, trail)
 	procs := []*projectorProc{startProjectorProc(t, bin, trail), startProjectorProc(t, bin, trail)}
 	ld := newLoad(repo, faultCallers, faultLogs)
 	var midStatement bool

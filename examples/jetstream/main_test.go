@@ -217,6 +217,12 @@ func newRepo(tb testing.TB, partitions int, opts ...Option) (*Repository, Trail)
 	startProjector(tb, js, pool, trail, WithDeadLetterHandler(func(d DeadLetter) {
 		tb.Errorf("unexpected dead letter: %+v", d)
 	}))
+	return openRepo(tb, js, pool, trail, opts...), trail
+}
+
+// openRepo opens a Repository of trail, closed at the end of the test.
+func openRepo(tb testing.TB, js natsjs.JetStream, pool *pgxpool.Pool, trail Trail, opts ...Option) *Repository {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	r, err := Open(ctx, js, pool, trail, opts...)
@@ -224,5 +230,5 @@ func newRepo(tb testing.TB, partitions int, opts ...Option) (*Repository, Trail)
 		tb.Fatalf("Open: %v", err)
 	}
 	tb.Cleanup(func() { _ = r.Close() })
-	return r, trail
+	return r
 }

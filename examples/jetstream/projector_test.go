@@ -82,11 +82,7 @@ func TestProjectorDeadLetters(t *testing.T) {
 		defer mu.Unlock()
 		reported = append(reported, d)
 	}))
-	repo, err := Open(ctx, js, pool, trail)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
+	repo := openRepo(t, js, pool, trail)
 
 	first := testLog("dl-first")
 	mustCreate(t, repo, first)
@@ -193,11 +189,7 @@ func TestProjectorSkipsRedelivered(t *testing.T) {
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	repo, err := Open(ctx, js, pool, trail)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
+	repo := openRepo(t, js, pool, trail)
 	for i := range 50 {
 		mustCreate(t, repo, testLog(fmt.Sprintf("redo-%02d", i)))
 	}
@@ -297,11 +289,7 @@ func TestProjectorsShare(t *testing.T) {
 	t.Logf("first holds %v, second %v", first.Stats().Owned, second.Stats().Owned)
 	rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	repo, err := Open(rctx, js, pool, trail)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
+	repo := openRepo(t, js, pool, trail)
 	for i := range 200 {
 		mustCreate(t, repo, testLog(fmt.Sprintf("share-%03d", i)))
 	}

@@ -25,11 +25,7 @@ func TestReadsWaitForProjection(t *testing.T) {
 	trail := newTrail(t, js, pool, DefaultPartitions)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	repo, err := Open(ctx, js, pool, trail)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer repo.Close()
+	repo := openRepo(t, js, pool, trail)
 	l := testLog("ryw-1")
 	mustCreate(t, repo, l)
 
