@@ -476,3 +476,40 @@ func TestFaultEntryServerStops(t *testing.T) {
 		t.Errorf("the partition holds %d messages, want the log once", n)
 	}
 }
+
+// TestFaultStalledProjector stops (SIGSTOP) a projector process that
+// holds every partition and ends its PostgreSQL sessions, so that another
+// takes the partitions over while the stopped one's pulls are still
+// registered with the servers and may be handed messages: the new owner
+// must not pass those by. Nothing is lost, nothing applied twice.
+func TestFaultStalledProjector(t *testing.T) {
+	bin := buildProjector(t)
+	nc := mustNATS(t)
+	js := mustJetStream(t, nc)
+	pool := mustPool(t)
+	trail := newTrail(t, js, pool, 2)
+	repo := openRepo(t, js, pool, trail)
+	first := startProjectorProc(t, bin, trail)
+	ld := newLoad(repo, 16, 6000)
+	ld.run(t, 1000, func() {
+		ctx := context.Background()
+		name := "audit-projector " + strconv.Itoa(first.cmd.Process.Pid)
+		waitFor(t, 10*time.Second, "the first projector to hold both partitions", func() bool {
+			var n int
+			err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"+
+				" WHERE a.application_name = $1 AND l.locktype = 'advisory' AND l.objid::bigint > 0", name).Scan(&n)
+			return err == nil && n == trail.Partitions
+		})
+		if err := first.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", name); err != nil {
+			t.Fatal(err)
+		}
+		startProjectorProc(t, bin, trail)
+		time.Sleep(3 * time.Second) // the second takes over while the first's pulls live
+		_ = first.cmd.Process.Signal(syscall.SIGCONT)
+	})
+	t.Logf("load: %s", ld.summary())
+	checkProjected(t, js, pool, trail, repo, ld)
+}
