@@ -160,7 +160,9 @@ func WithErrorHandler(fn func(error)) ProjectorOption {
 
 // NewProjector returns a Projector of trail that reads its streams through
 // js and writes the projection through pool. The trail must match the one
-// the streams were made for (see CreateStreams); Run checks that.
+// the streams were made for (see CreateStreams); Run checks that. It
+// returns an error for an invalid trail or option, and panics if js or
+// pool is nil.
 func NewProjector(js natsjs.JetStream, pool *pgxpool.Pool, trail Trail, opts ...ProjectorOption) (*Projector, error) {
 	if js == nil || pool == nil {
 		panic("jetstream audit: NewProjector with a nil JetStream or pool")
@@ -246,16 +248,30 @@ func (p *Projector) Stats() ProjectorStats {
 
 // Run applies the streams until ctx ends, then returns nil once every
 // batch under way is committed or abandoned. It returns an error at once
-// if the trail's streams are missing or were made for another layout
-// (ErrTrailMismatch); every other failure it reports to the error handler
-// and retries, with a growing pause, for as long as ctx lasts.
+// if a stream of the trail is missing or was made for another layout
+// (ErrTrailMismatch); every other failure, NATS or PostgreSQL away
+// included, it reports to the error handler and retries, with a growing
+// pause of up to 5 s, for as long as ctx lasts.
 func (p *Projector) Run(ctx context.Context) error {
-	for part := range p.trail.Partitions {
-		if err := checkStream(ctx, p.js, p.trail, part, true); err != nil && !done(ctx) {
+	backoff := 100 * time.Millisecond
+	for part := 0; part < p.trail.Partitions; {
+		err := checkStream(ctx, p.js, p.trail, part, true)
+		switch {
+		case done(ctx):
+			return nil
+		case err == nil:
+			part++
+			continue
+		case errors.Is(err, ErrTrailMismatch), errors.Is(err, natsjs.ErrStreamNotFound):
 			return err
 		}
+		p.onError(err)
+		if !p.sleep(ctx, backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
-	backoff := 100 * time.Millisecond
+	backoff = 100 * time.Millisecond
 	for {
 		start := time.Now()
 		err := p.member(ctx)
@@ -266,14 +282,22 @@ func (p *Projector) Run(ctx context.Context) error {
 		if time.Since(start) > 10*backoff {
 			backoff = 100 * time.Millisecond
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !p.sleep(ctx, backoff) {
 			return nil
-		case <-t.C:
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// sleep waits d, and reports false if ctx ended first.
+func (p *Projector) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

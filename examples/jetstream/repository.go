@@ -112,7 +112,7 @@ func WithRetryWait(d time.Duration) Option {
 // layout.
 //
 // js's connection and pool stay the caller's: close them after the
-// Repository.
+// Repository. Open panics if js or pool is nil.
 func Open(ctx context.Context, js natsjs.JetStream, pool *pgxpool.Pool, trail Trail, opts ...Option) (*Repository, error) {
 	if js == nil || pool == nil {
 		panic("jetstream audit: Open with a nil JetStream or pool")
