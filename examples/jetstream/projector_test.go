@@ -132,15 +132,26 @@ func TestProjectorDeadLetters(t *testing.T) {
 	}
 	want[m.Sequence] = "refuse_one"
 
-	dead, err := js.OrderedConsumer(ctx, trail.DeadLetterStream(), natsjs.OrderedConsumerConfig{})
+	// The dead letters are stored before the position passes them, so
+	// List has waited for them too.
+	dead, err := js.CreateConsumer(ctx, trail.DeadLetterStream(), natsjs.ConsumerConfig{
+		AckPolicy: natsjs.AckNonePolicy, InactiveThreshold: time.Minute,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for n := len(want); n > 0; n-- {
-		m, err := dead.Next(natsjs.FetchMaxWait(10 * time.Second))
-		if err != nil {
-			t.Fatalf("reading the dead letters: %v (want %d)", err, len(want))
-		}
+	info, err := dead.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(info.NumPending) != len(want) {
+		t.Errorf("the dead letters hold %d messages, want %d", info.NumPending, len(want))
+	}
+	batch, err := dead.Fetch(int(info.NumPending), natsjs.FetchMaxWait(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
 		seq, _ := strconv.ParseUint(m.Headers().Get(HeaderDeadSequence), 10, 64)
 		reason := m.Headers().Get(HeaderDeadReason)
 		part, ok := want[seq]
