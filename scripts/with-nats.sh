@@ -154,7 +154,7 @@ start_cluster() {
 			  ${NATS_SYNC_INTERVAL:+sync_interval: $NATS_SYNC_INTERVAL}
 			}
 			cluster {
-			  name: audit
+			  name: audit-$$
 			  listen: 127.0.0.1:${route[i]}
 			  routes: [${routes%, }]
 			}

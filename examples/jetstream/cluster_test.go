@@ -64,6 +64,10 @@ func tryCluster(tb testing.TB, bin string, opts clusterOptions) (*testCluster, e
 	tb.Helper()
 	c := &testCluster{tb: tb, bin: bin, dir: tb.TempDir()}
 	ports := freePorts(tb, 9)
+	// A name of its own: were a port to be taken by another test's
+	// cluster between picking and binding, the two would refuse each
+	// other's routes rather than merge.
+	name := fmt.Sprintf("faults-%d-%d", os.Getpid(), ports[0])
 	var routes []string
 	for i := range 3 {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3*i+1]))
@@ -85,11 +89,11 @@ jetstream {
   %s
 }
 cluster {
-  name: faults
+  name: %s
   listen: 127.0.0.1:%d
   routes: [%s]
 }
-`, n.name, n.client, n.http, filepath.Join(c.dir, n.name), sync, ports[3*i+1], strings.Join(routes, ", "))
+`, n.name, n.client, n.http, filepath.Join(c.dir, n.name), sync, name, ports[3*i+1], strings.Join(routes, ", "))
 		if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
 			tb.Fatal(err)
 		}
@@ -99,7 +103,7 @@ cluster {
 	for i := range c.nodes {
 		c.start(i)
 	}
-	if err := c.waitHealthy(time.Minute); err != nil {
+	if err := c.waitHealthy(30 * time.Second); err != nil {
 		c.stopAll()
 		return nil, err
 	}

@@ -249,14 +249,17 @@ func TestFaultNoQuorum(t *testing.T) {
 		t.Fatalf("Create with two of three servers stopped: got %v, want an error wrapping audit.ErrMaybeStored", err)
 	}
 	t.Logf("Create gave up after %s: %v", took.Round(time.Millisecond), err)
+	start = time.Now()
 	if err := fs.c.waitHealthy(time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("healthy again after %s", time.Since(start).Round(time.Millisecond))
 	for {
 		err = fs.repo.Create(ctx, &l)
 		if !errors.Is(err, audit.ErrMaybeStored) {
 			break
 		}
+		t.Logf("the retry: %v", err)
 	}
 	if err != nil && !errors.Is(err, audit.ErrAlreadyExists) {
 		t.Fatalf("retrying the Create: got %v, want nil or an error wrapping audit.ErrAlreadyExists", err)
