@@ -183,6 +183,10 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if r.js.Conn().IsClosed() {
+		// Nothing can be sent: the log is not stored.
+		return fmt.Errorf("jetstream audit: create %q: %w", log.ID, nats.ErrConnectionClosed)
+	}
 	l := *log
 	l.CreatedAt = l.CreatedAt.UTC().Truncate(time.Microsecond)
 	data, err := json.Marshal(&l)

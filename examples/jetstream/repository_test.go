@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/raystack/salt/audit"
@@ -242,3 +244,22 @@ func TestDuplicateForever(t *testing.T) {
 func withOrg(l audit.Log, org string) audit.Log { l.OrgID = org; return l }
 
 func withSource(l audit.Log, src string) audit.Log { l.Source = src; return l }
+
+// TestCreateClosedConnection: a Create on a closed connection sends
+// nothing, so its error says the log is not stored, not that it may be.
+func TestCreateClosedConnection(t *testing.T) {
+	mustNATS(t)
+	nc, err := connect(os.Getenv("NATS_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := mustJetStream(t, nc)
+	trail := newTrail(t, mustJetStream(t, mustNATS(t)), mustPool(t), 1)
+	repo := openRepo(t, js, mustPool(t), trail)
+	nc.Close()
+	l := testLog("closed")
+	err = repo.Create(context.Background(), &l)
+	if !errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, audit.ErrMaybeStored) {
+		t.Errorf("Create on a closed connection: got %v, want an error wrapping nats.ErrConnectionClosed and not audit.ErrMaybeStored", err)
+	}
+}
