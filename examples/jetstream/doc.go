@@ -41,7 +41,8 @@
 //
 // where ID, OrgID and Source are escaped with Token (letters, digits, '-'
 // and '_' as they are, other bytes %XX, the empty string as %), so that
-// any valid log has a valid subject, at most about 2.4 KB long.
+// any valid log has a valid subject, at most about 2.4 KB long: within
+// the 4 KB that a protocol line may take by default.
 // Consumers select one org's logs with Trail.OrgFilter
 // (<prefix>.*.*.<org>.*) and one source's with Trail.SourceFilter. Each
 // partition stream has a Raft group and a leader of its own, and
