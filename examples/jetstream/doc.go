@@ -54,8 +54,9 @@
 // Create publishes with the headers Nats-Expected-Last-Subject-Sequence: 0
 // and Nats-Expected-Last-Subject-Sequence-Subject: <prefix>.<partition>.<id>.>,
 // so the stream's leader stores the log only if no message of that ID, on
-// any org or source, is stored or on its way; otherwise it answers with an
-// error that Create returns wrapping audit.ErrAlreadyExists. The check
+// any org or source, is stored or on its way. For a stored one it answers
+// with an error that Create returns wrapping audit.ErrAlreadyExists; for
+// one on its way, which may yet fail, Create asks again shortly. The check
 // uses the stream's index of subjects, not the dedup window of
 // Nats-Msg-Id, so it holds for as long as the stream keeps the first log:
 // the streams keep every log (no age, count or size limit) and refuse to
