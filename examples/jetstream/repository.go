@@ -396,21 +396,30 @@ func (r *Repository) lastSequences(ctx context.Context) ([]uint64, error) {
 // waitApplied waits until the projection's position of every partition
 // stream is at least last[p], polling PostgreSQL with a growing interval,
 // until ctx ends.
+//
+// When ctx ends first, whether between two polls or during one, the
+// error wraps ctx's error and says how far behind the projection was at
+// the last poll that answered.
 func (r *Repository) waitApplied(ctx context.Context, last []uint64) error {
 	wait := 500 * time.Microsecond
+	lag := "not read yet"
 	for {
 		behind, err := r.behind(ctx, last)
 		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("jetstream audit: waiting for the projection (last lag: %s): %w (%w)", lag, ctx.Err(), err)
+			}
 			return err
 		}
 		if behind == "" {
 			return nil
 		}
+		lag = behind
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("jetstream audit: waiting for the projection (%s): %w", behind, ctx.Err())
+			return fmt.Errorf("jetstream audit: waiting for the projection (last lag: %s): %w", lag, ctx.Err())
 		case <-t.C:
 		}
 		wait = min(2*wait, 20*time.Millisecond)

@@ -67,6 +67,45 @@ func TestReadsWaitForProjection(t *testing.T) {
 	}
 }
 
+// TestReadsWaitWhilePositionsLocked: when ctx ends while a read polls
+// the projection's positions (the table is locked here, as a long
+// migration or vacuum full would), List and GetByID still return the
+// error that says they waited for the projection, wrapping ctx's error,
+// not the bare error of the interrupted query.
+func TestReadsWaitWhilePositionsLocked(t *testing.T) {
+	nc := mustNATS(t)
+	js := mustJetStream(t, nc)
+	pool := mustPool(t)
+	trail := newTrail(t, js, pool, 1)
+	repo := openRepo(t, js, pool, trail)
+	l := testLog("locked-positions")
+	mustCreate(t, repo, l)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+qualified(trail.Schema, positionsTable)+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		read func(ctx context.Context) error
+	}{
+		{"List", func(ctx context.Context) error { _, err := repo.List(ctx, audit.Filter{}); return err }},
+		{"GetByID", func(ctx context.Context) error { _, err := repo.GetByID(ctx, l.ID); return err }},
+	} {
+		short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+		err := tt.read(short)
+		cancelShort()
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(errString(err), "waiting for the projection") {
+			t.Errorf("%s while the positions are locked: got %s; want an error wrapping context.DeadlineExceeded that says it waited for the projection", tt.name, errString(err))
+		}
+	}
+}
+
 func errString(err error) string {
 	if err == nil {
 		return "nil"
