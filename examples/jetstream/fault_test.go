@@ -436,19 +436,7 @@ func TestFaultEntryServerStops(t *testing.T) {
 	l := testLog("entry-stops")
 	p := fs.trail.Partition(l.ID)
 	leader := fs.c.leader(ctx, fs.js, fs.trail.Stream(p))
-	var nc *nats.Conn
-	for {
-		c, err := connect(fs.c.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fs.c.node(c.ConnectedServerName()) != leader {
-			nc = c
-			break
-		}
-		c.Close()
-	}
-	defer nc.Close()
+	nc := fs.connectNotTo(t, leader)
 	entry := fs.c.node(nc.ConnectedServerName())
 	const publishTimeout = 15 * time.Second
 	repo, err := Open(ctx, mustJetStream(t, nc), fs.pool, fs.trail, WithAttemptTimeout(time.Second), WithPublishTimeout(publishTimeout))
@@ -515,4 +503,55 @@ func TestFaultStalledProjector(t *testing.T) {
 	})
 	t.Logf("load: %s", ld.summary())
 	checkProjected(t, js, pool, trail, repo, ld)
+}
+
+// TestFaultSameLogTwoCallers: two calls Create the same log (same ID,
+// same bytes), as a service that sends it twice might. A's call stores
+// it; B's first attempt goes unanswered (its server is stopped), and its
+// next, through another server, finds the ID taken by A's log. B stored
+// nothing, so it must get audit.ErrAlreadyExists, not nil: equal bytes do
+// not make the stored log B's own, only B's nonce would.
+func TestFaultSameLogTwoCallers(t *testing.T) {
+	t.Parallel()
+	fs := newFaultSetup(t, clusterOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l := testLog("same-log-two-callers")
+	leader := fs.c.leader(ctx, fs.js, fs.trail.Stream(fs.trail.Partition(l.ID)))
+	nc := fs.connectNotTo(t, leader)
+	entry := fs.c.node(nc.ConnectedServerName())
+	repoB, err := Open(ctx, mustJetStream(t, nc), fs.pool, fs.trail, WithAttemptTimeout(time.Second), WithPublishTimeout(15*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repoB.Close()
+	if err := fs.repo.Create(ctx, &l); err != nil {
+		t.Fatalf("caller A's Create: %v", err)
+	}
+	fs.c.signal(entry, syscall.SIGSTOP)
+	errB := repoB.Create(ctx, &l)
+	fs.c.signal(entry, syscall.SIGCONT)
+	t.Logf("caller B's Create, its server stopped: %v", errB)
+	if !errors.Is(errB, audit.ErrAlreadyExists) {
+		t.Errorf("caller B's Create of the log caller A stored: got %v, want an error wrapping audit.ErrAlreadyExists: B stored nothing", errB)
+	}
+}
+
+// connectNotTo returns a connection to the cluster, closed at the end of
+// the test, whose server is not node avoid.
+func (fs *faultSetup) connectNotTo(t *testing.T, avoid int) *nats.Conn {
+	t.Helper()
+	for range 100 {
+		c, err := connect(fs.c.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fs.c.node(c.ConnectedServerName()) != avoid {
+			t.Cleanup(c.Close)
+			return c
+		}
+		c.Close()
+	}
+	t.Fatalf("100 connections, all to %s", fs.c.nodes[avoid].name)
+	return nil
 }

@@ -1,8 +1,8 @@
 package jetstream
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +34,13 @@ const (
 	hdrExpectedLastSubjSeq     = "Nats-Expected-Last-Subject-Sequence"
 	hdrExpectedLastSubjSeqSubj = "Nats-Expected-Last-Subject-Sequence-Subject"
 )
+
+// HeaderCreateNonce is the header of a stored log that names the Create
+// call that stored it: a random value of its own for every call, the same
+// for all of that call's attempts. It lets a call whose attempt went
+// unanswered tell its own stored log from one that another call stored
+// with the same ID and the same bytes.
+const HeaderCreateNonce = "Audit-Create-Nonce"
 
 // Error codes of the JetStream API that Create tells apart.
 const (
@@ -170,12 +177,20 @@ func (r *Repository) Close() error { return r.query.Close() }
 //
 // An attempt that gets no answer within the attempt timeout (see
 // WithAttemptTimeout) is made again, which is safe for the same reason:
-// the first attempt that the server answers settles it. If that answer
-// is that the ID is taken, Create compares the stored log with its own,
-// and returns nil if they are the same. When the publish timeout or ctx
-// ends with no attempt settled, Create returns an error wrapping
-// audit.ErrMaybeStored and the cause; the retry with the same log is then
-// safe, for the same reason.
+// the first attempt that the server answers settles it. Every attempt
+// carries the call's own random nonce (HeaderCreateNonce); if an answer
+// after an unanswered attempt is that the ID is taken, Create reads the
+// stored log and returns nil only if it carries that nonce, that is if
+// one of this call's attempts stored it, and ErrAlreadyExists otherwise,
+// even if another call stored the very same log.
+//
+// When the publish timeout or ctx ends with no attempt settled, Create
+// returns an error wrapping audit.ErrMaybeStored and the cause. The retry
+// with the same log (Logger.Record with the same ID) is a new call with a
+// nonce of its own: if the first call stored the log, the retry gets
+// ErrAlreadyExists, which the audit package defines, after an
+// ErrMaybeStored, as "the first attempt stored it"; if not, the retry
+// stores it and gets nil.
 func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 	if err := log.Validate(); err != nil {
 		return err
@@ -200,6 +215,7 @@ func (r *Repository) Create(ctx context.Context, log *audit.Log) error {
 		subject:  r.trail.subject(p, l.ID, l.OrgID, l.Source),
 		idFilter: r.trail.idFilter(p, l.ID),
 		data:     data,
+		nonce:    rand.Text(),
 	}
 	if r.publishTimeout > 0 {
 		var cancel context.CancelFunc
@@ -226,6 +242,9 @@ type create struct {
 	id, subject, idFilter string
 	stream                natsjs.Stream
 	data                  []byte
+	// nonce is sent with every attempt (HeaderCreateNonce), so that the
+	// stored log tells whether one of this call's attempts stored it.
+	nonce string
 	// maybe is set once an attempt went unanswered: it may have stored
 	// the log, so a later answer that the ID is taken may be its own.
 	maybe bool
@@ -238,6 +257,7 @@ func (r *Repository) attempt(ctx context.Context, c *create) (done bool, _ error
 	msg := &nats.Msg{Subject: c.subject, Data: c.data, Header: nats.Header{
 		hdrExpectedLastSubjSeq:     []string{"0"},
 		hdrExpectedLastSubjSeqSubj: []string{c.idFilter},
+		HeaderCreateNonce:          []string{c.nonce},
 	}}
 	actx, cancel := context.WithTimeout(ctx, r.attemptTimeout)
 	// Retries are made here, where each answer is known: one after no
@@ -289,14 +309,16 @@ func (r *Repository) attempt(ctx context.Context, c *create) (done bool, _ error
 }
 
 // settleTaken settles a Create one of whose attempts went unanswered and a
-// later one found the ID taken: if the stored log is c's own, the
-// unanswered attempt stored it.
+// later one found the ID taken: if the stored log carries c's nonce, the
+// unanswered attempt stored it. Equal bytes are not enough: another call
+// may have stored the same log (a service that sends it twice, from two
+// replicas), and then this call stored nothing.
 func (r *Repository) settleTaken(ctx context.Context, c *create, taken *natsjs.APIError) (bool, error) {
 	m, err := c.stream.GetLastMsgForSubject(ctx, c.idFilter)
 	if err != nil {
 		return true, fmt.Errorf("jetstream audit: create %q: %w: the ID is taken, reading the log that took it: %w", c.id, audit.ErrMaybeStored, err)
 	}
-	if m.Subject == c.subject && bytes.Equal(m.Data, c.data) {
+	if m.Header.Get(HeaderCreateNonce) == c.nonce {
 		return true, nil
 	}
 	return true, fmt.Errorf("%w: id %q (%s)", audit.ErrAlreadyExists, c.id, taken.Description)
