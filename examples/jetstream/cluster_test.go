@@ -37,10 +37,11 @@ type testNode struct {
 // clusterOptions are settings of a testCluster.
 type clusterOptions struct {
 	syncInterval string // the servers' sync_interval; "" leaves the default
+	servers      int    // how many; 0 for 3
 }
 
-// startCluster starts a cluster of three servers from NATS_SERVER_BIN and
-// waits until every one is healthy.
+// startCluster starts a cluster of three servers (or opts.servers) from
+// NATS_SERVER_BIN and waits until every one is healthy.
 func startCluster(tb testing.TB, opts clusterOptions) *testCluster {
 	tb.Helper()
 	bin := os.Getenv("NATS_SERVER_BIN")
@@ -63,16 +64,20 @@ func startCluster(tb testing.TB, opts clusterOptions) *testCluster {
 func tryCluster(tb testing.TB, bin string, opts clusterOptions) (*testCluster, error) {
 	tb.Helper()
 	c := &testCluster{tb: tb, bin: bin, dir: tb.TempDir()}
-	ports := freePorts(tb, 9)
+	servers := opts.servers
+	if servers == 0 {
+		servers = 3
+	}
+	ports := freePorts(tb, 3*servers)
 	// A name of its own: were a port to be taken by another test's
 	// cluster between picking and binding, the two would refuse each
 	// other's routes rather than merge.
 	name := fmt.Sprintf("faults-%d-%d", os.Getpid(), ports[0])
 	var routes []string
-	for i := range 3 {
+	for i := range servers {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3*i+1]))
 	}
-	for i := range 3 {
+	for i := range servers {
 		n := &testNode{name: fmt.Sprintf("n%d", i), client: ports[3*i], http: ports[3*i+2]}
 		n.conf = filepath.Join(c.dir, n.name+".conf")
 		sync := ""

@@ -102,7 +102,13 @@
 // log's sequence; then they wait until the projection's positions, which
 // the Projector commits with the rows, reach them, and read the table
 // through examples/postgres. So a reader sees every log acknowledged to
-// anyone before its call. While the projection lags (PostgreSQL or every
+// anyone before its call. List takes only the leader's answer: while a
+// stream's group elects a leader, a member answers with its own state,
+// which may lack acknowledged logs, and List asks again until a leader
+// answers or ctx ends. (A leader that was paused while another was
+// elected may, once it runs again and until it hears of the new one,
+// still answer with its older state; this package does not close that
+// window.) While the projection lags (PostgreSQL or every
 // Projector down), reads wait until ctx ends and return an error wrapping
 // ctx's error that says how far behind each partition is. A reader that
 // would rather see the projection as it is, without waiting, uses

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -554,4 +556,132 @@ func (fs *faultSetup) connectNotTo(t *testing.T, avoid int) *nats.Conn {
 	}
 	t.Fatalf("100 connections, all to %s", fs.c.nodes[avoid].name)
 	return nil
+}
+
+// TestFaultListDuringElection: a log is acknowledged by the leader of a
+// 3-replica stream and one follower while the other follower is down;
+// then the leader dies, the follower that has the log is stopped, and the
+// one that lacks it is started again. That one has no leader, cannot
+// elect one, and after 10 s answers a question about the stream with its
+// own state, which lacks the log. A List through it must not take that
+// answer: it waits for a leader (until ctx ends) rather than return a
+// page without the acknowledged log. Once the servers are back, List
+// returns the log. The cluster has a fourth server, outside the stream's
+// group, because a server starts its Raft groups only once it has a route
+// to another server.
+func TestFaultListDuringElection(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, clusterOptions{servers: 4})
+	pool := mustPool(t)
+	nc, err := connect(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js := mustJetStream(t, nc)
+	trail := newTrail(t, js, pool, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := js.Stream(ctx, trail.Stream(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := c.node(s.CachedInfo().Cluster.Leader)
+	var followers []int
+	for _, r := range s.CachedInfo().Cluster.Replicas {
+		followers = append(followers, c.node(r.Name))
+	}
+	if len(followers) != 2 {
+		t.Fatalf("stream %s: followers %v, want 2", trail.Stream(0), followers)
+	}
+	has, lacks := followers[0], followers[1]
+	// The writer reaches the leader only, the reader the follower that
+	// will lack the log only.
+	writer := openRepo(t, mustJetStream(t, c.connectTo(t, leader)), pool, trail)
+	reader := openRepo(t, mustJetStream(t, c.connectTo(t, lacks)), pool, trail)
+
+	pctx, stopProjector := context.WithCancel(ctx)
+	proj, err := NewProjector(js, pool, trail, WithRebalanceInterval(200*time.Millisecond), WithErrorHandler(func(error) {}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	projDone := make(chan error, 1)
+	go func() { projDone <- proj.Run(pctx) }()
+	before := testLog("election-before")
+	mustCreate(t, writer, before)
+	if _, err := reader.List(ctx, audit.Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	stopProjector()
+	if err := <-projDone; err != nil {
+		t.Fatal(err)
+	}
+
+	// Killed, not stopped: a stopped server would find the log in its
+	// sockets' buffers when continued.
+	c.kill(lacks)
+	acked := testLog("election-acked")
+	mustCreate(t, writer, acked)
+	c.kill(leader)
+	c.signal(has, syscall.SIGSTOP)
+	continued := false
+	t.Cleanup(func() {
+		if !continued {
+			c.signal(has, syscall.SIGCONT)
+		}
+	})
+	c.start(lacks)
+	restarted := time.Now()
+
+	var stale *natsjs.StreamInfo
+	waitFor(t, 40*time.Second, "the restarted follower, without a leader, to answer for the stream", func() bool {
+		ictx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		info, err := reader.streams[0].Info(ictx)
+		if err == nil && info.Cluster != nil && info.Cluster.Leader == "" {
+			stale = info
+			return true
+		}
+		return false
+	})
+	t.Logf("%s, without a leader, answers %s after its restart: last sequence %d; the acknowledged log is the stream's second",
+		c.nodes[lacks].name, time.Since(restarted).Round(time.Millisecond), stale.State.LastSeq)
+	if stale.State.LastSeq >= 2 {
+		t.Fatalf("%s answers with last sequence %d: it has the log it was down for, so this run cannot show a stale answer",
+			c.nodes[lacks].name, stale.State.LastSeq)
+	}
+	lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
+	got, err := reader.List(lctx, audit.Filter{})
+	lcancel()
+	if err == nil {
+		t.Errorf("List while the stream has no leader: got %v without the acknowledged %s, want an error once ctx ends: "+
+			"the answer of a server without a leader may lack acknowledged logs", logIDs(got), acked.ID)
+	} else if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("List while the stream has no leader: got %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+	t.Logf("List while the stream has no leader: %v", err)
+
+	c.signal(has, syscall.SIGCONT)
+	continued = true
+	c.start(leader)
+	if err := c.waitHealthy(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	startProjector(t, js, pool, trail)
+	got, err = reader.List(ctx, audit.Filter{})
+	if ids := logIDs(got); err != nil || !slices.Equal(slices.Sorted(slices.Values(ids)), []string{acked.ID, before.ID}) {
+		t.Errorf("List once the servers are back: got %v, %v; want %s and %s", ids, err, acked.ID, before.ID)
+	}
+}
+
+// connectTo returns a connection to node i alone, closed at the end of the
+// test.
+func (c *testCluster) connectTo(t *testing.T, i int) *nats.Conn {
+	t.Helper()
+	nc, err := connect(fmt.Sprintf("nats://127.0.0.1:%d", c.nodes[i].client))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }

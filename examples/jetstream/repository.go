@@ -398,12 +398,7 @@ func (r *Repository) lastSequences(ctx context.Context) ([]uint64, error) {
 	for i, s := range r.streams {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			info, err := s.Info(ctx)
-			if err != nil {
-				errs[i] = fmt.Errorf("jetstream audit: stream %s: %w", r.names[i], err)
-				return
-			}
-			last[i] = info.State.LastSeq
+			last[i], errs[i] = r.leaderLastSeq(ctx, i, s)
 		}()
 	}
 	for range r.streams {
@@ -413,6 +408,60 @@ func (r *Repository) lastSequences(ctx context.Context) ([]uint64, error) {
 		return nil, err
 	}
 	return last, nil
+}
+
+// leaderLastSeq returns the last sequence of stream s (partition i) as its
+// leader answers it. While a stream's group has no leader (an election),
+// a member of the group answers with its own state, which may lack logs
+// the group acknowledged: such an answer, and any other not from the
+// leader, is not taken, and the question asked again shortly, until ctx
+// ends.
+func (r *Repository) leaderLastSeq(ctx context.Context, i int, s natsjs.Stream) (uint64, error) {
+	for {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("jetstream audit: stream %s: %w", r.names[i], err)
+		}
+		if fromLeader(info) {
+			return info.State.LastSeq, nil
+		}
+		r.pause(ctx)
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("jetstream audit: stream %s: waiting for its leader to answer (the last answer came from %s): %w",
+				r.names[i], answerer(info), err)
+		}
+	}
+}
+
+// fromLeader reports whether info is the answer of its stream's leader.
+// A server answers for a replicated stream it does not lead when its group
+// has no leader (info.Cluster.Leader is empty); it names itself nowhere in
+// info.Cluster but leaves itself out of the replicas, so an answer that
+// lists the leader among the replicas is not the leader's. A stream of one
+// replica, or of a server that is not clustered, has only one server to
+// answer.
+func fromLeader(info *natsjs.StreamInfo) bool {
+	c := info.Cluster
+	if c == nil || info.Config.Replicas <= 1 {
+		return true
+	}
+	if c.Leader == "" {
+		return false
+	}
+	for _, p := range c.Replicas {
+		if p != nil && p.Name == c.Leader {
+			return false
+		}
+	}
+	return true
+}
+
+// answerer says who gave an answer that fromLeader refused.
+func answerer(info *natsjs.StreamInfo) string {
+	if info.Cluster == nil || info.Cluster.Leader == "" {
+		return "a member of the stream's group that has no leader"
+	}
+	return "a server that is not the leader " + info.Cluster.Leader
 }
 
 // waitApplied waits until the projection's position of every partition
