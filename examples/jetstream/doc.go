@@ -68,9 +68,13 @@
 //
 // # What an acknowledged Create means
 //
-// Create returns nil once the stream's leader has the log stored on a
-// majority of the stream's replicas (2 of 3), in its file store. It then
-// survives the loss of any minority of the servers (a kill -9, a machine
+// Create returns nil once the log is committed by the Raft group of its
+// partition's stream: it is in the Raft log of a majority of the stream's
+// replicas (2 of 3), each of which wrote it to its log file before it
+// answered the leader, and the leader has applied it to its stream. With
+// more than one replica a server writes its stream's own message store
+// asynchronously, moments after applying; a server that restarts replays
+// its Raft log into it. The log then survives the loss of any minority of the servers (a kill -9, a machine
 // that dies), and is in the projection shortly after (milliseconds, when
 // the Projector keeps up). It is not yet on disk everywhere: JetStream
 // writes to the operating system at once and forces its files to disk
@@ -130,7 +134,10 @@
 // rejects (not a log, not on its own subject, refused by PostgreSQL, or a
 // second log with a stored ID) is stored in the trail's dead-letter stream
 // with the reason before the position passes it, reported, and stays in
-// its own stream: it never blocks the partition and is never lost.
+// its own stream: it is never lost, and holds up its partition only while
+// the dead-letter stream cannot store it (the Projector tries again every
+// 100 ms, telling the error handler of each failure, and applies nothing
+// after it meanwhile, so that no rejected message is passed unrecorded).
 //
 // # In production
 //
@@ -156,8 +163,11 @@
 // audit.ErrAlreadyExists by reading the projection first, which does not
 // close the race. The Projectors are a consumer group whose offsets are
 // committed in the projection's transaction (the positions table) rather
-// than to Kafka, and that seek to them when a partition is assigned; the
-// group's generation fences a former owner as the compare-and-set does
-// here. Reads wait for the projection to reach the partitions' end
-// offsets taken when they are called.
+// than to Kafka, and that seek to them when a partition is assigned. The
+// compare-and-set on the positions row stays: the group's generation
+// fences a former owner's offset commits to Kafka, not its writes to
+// PostgreSQL, so a stalled consumer that wakes after a rebalance could
+// otherwise apply a batch its successor applies too. Reads wait for the
+// projection to reach the partitions' end offsets taken when they are
+// called.
 package jetstream
