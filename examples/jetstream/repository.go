@@ -98,7 +98,7 @@ func WithPublishTimeout(d time.Duration) Option {
 // answer before Create publishes again (see Create). An answer that takes
 // longer is lost, as when the server that had the message dies; a bound
 // well above the slowest answer of a healthy cluster costs nothing then.
-// The default is DefaultAttemptTimeout. Open panics if d <= 0.
+// The default is DefaultAttemptTimeout. Open returns an error if d <= 0.
 func WithAttemptTimeout(d time.Duration) Option {
 	return func(r *Repository) { r.attemptTimeout = d }
 }
@@ -107,7 +107,7 @@ func WithAttemptTimeout(d time.Duration) Option {
 // an answer that says the log was not stored but may be next time: no
 // server answered for the stream (its leader is being elected), or another
 // log with the same ID is on its way and may yet fail. The default is
-// DefaultRetryWait. Open panics if d <= 0.
+// DefaultRetryWait. Open returns an error if d <= 0.
 func WithRetryWait(d time.Duration) Option {
 	return func(r *Repository) { r.retryWait = d }
 }
@@ -116,10 +116,10 @@ func WithRetryWait(d time.Duration) Option {
 // made, and on the projection that Migrate prepared in trail.Schema. It
 // checks that every partition stream exists and was made for trail, and
 // returns an error wrapping ErrTrailMismatch if one was made for another
-// layout.
+// layout, and an error for an invalid trail or option.
 //
 // js's connection and pool stay the caller's: close them after the
-// Repository. Open panics if js or pool is nil.
+// Repository. Open panics if js or pool is nil, as NewProjector does.
 func Open(ctx context.Context, js natsjs.JetStream, pool *pgxpool.Pool, trail Trail, opts ...Option) (*Repository, error) {
 	if js == nil || pool == nil {
 		panic("jetstream audit: Open with a nil JetStream or pool")
@@ -141,10 +141,10 @@ func Open(ctx context.Context, js natsjs.JetStream, pool *pgxpool.Pool, trail Tr
 		opt(r)
 	}
 	if r.retryWait <= 0 {
-		panic("jetstream audit: WithRetryWait(" + r.retryWait.String() + "): must be positive")
+		return nil, fmt.Errorf("jetstream audit: WithRetryWait(%s): must be positive", r.retryWait)
 	}
 	if r.attemptTimeout <= 0 {
-		panic("jetstream audit: WithAttemptTimeout(" + r.attemptTimeout.String() + "): must be positive")
+		return nil, fmt.Errorf("jetstream audit: WithAttemptTimeout(%s): must be positive", r.attemptTimeout)
 	}
 	for p := range t.Partitions {
 		if err := checkStream(ctx, js, t, p, true); err != nil {

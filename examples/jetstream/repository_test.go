@@ -154,6 +154,41 @@ func TestTrailMismatch(t *testing.T) {
 	}
 }
 
+// TestBadOptions: Open and NewProjector return an error for an option
+// out of range, rather than panic or ignore it.
+func TestBadOptions(t *testing.T) {
+	nc := mustNATS(t)
+	js := mustJetStream(t, nc)
+	pool := mustPool(t)
+	trail := newTrail(t, js, pool, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tt := range []struct {
+		name string
+		opt  Option
+	}{
+		{"WithAttemptTimeout(0)", WithAttemptTimeout(0)},
+		{"WithAttemptTimeout(-1s)", WithAttemptTimeout(-time.Second)},
+		{"WithRetryWait(0)", WithRetryWait(0)},
+	} {
+		if r, err := Open(ctx, js, pool, trail, tt.opt); err == nil {
+			r.Close()
+			t.Errorf("Open with %s: got nil error, want one", tt.name)
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		opt  ProjectorOption
+	}{
+		{"WithBatchSize(0)", WithBatchSize(0)},
+		{"WithRebalanceInterval(0)", WithRebalanceInterval(0)},
+	} {
+		if _, err := NewProjector(js, pool, trail, tt.opt); err == nil {
+			t.Errorf("NewProjector with %s: got nil error, want one", tt.name)
+		}
+	}
+}
+
 func TestTrailResolve(t *testing.T) {
 	if got, err := (Trail{}).resolve(); err != nil || got != (Trail{Name: "AUDIT", Prefix: "audit", Partitions: 3, Replicas: 3}) {
 		t.Errorf("Trail{}.resolve(): got %+v, %v; want the defaults", got, err)
