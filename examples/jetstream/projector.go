@@ -152,8 +152,11 @@ func WithDeadLetterHandler(fn func(DeadLetter)) ProjectorOption {
 
 // WithErrorHandler sets the function told of every error the Projector
 // recovers from by trying again: PostgreSQL or NATS unavailable, a
-// partition taken over by another Projector. The default logs it with slog
-// at level Error.
+// partition taken over by another Projector, a consumer's subscription
+// that missed heartbeats, a durable consumer that was deleted (the
+// Projector makes it again, from the position). It may be called from
+// several goroutines at once. The default logs it with slog at level
+// Error.
 func WithErrorHandler(fn func(error)) ProjectorOption {
 	return func(p *Projector) { p.onError = fn }
 }
@@ -525,6 +528,9 @@ func (p *Projector) consume(ctx context.Context, w *worker, conn *pgx.Conn, s na
 	name := s.CachedInfo().Config.Name
 	msgs := make(chan natsjs.Msg, p.batchSize)
 	quit := make(chan struct{})
+	// ended receives the error after which the subscription delivers no
+	// more: the consumer is gone (deleted, say), and work makes it again.
+	ended := make(chan error, 1)
 	cc, err := cons.Consume(func(m natsjs.Msg) {
 		select {
 		case msgs <- m:
@@ -535,7 +541,18 @@ func (p *Projector) consume(ctx context.Context, w *worker, conn *pgx.Conn, s na
 		// Short pulls, whose heartbeats (every 2.5 s) tell within 5 s that
 		// the server holding the pull stopped answering, rather than 30.
 		natsjs.PullExpiry(5*time.Second),
-		natsjs.ConsumeErrHandler(func(natsjs.ConsumeContext, error) {}))
+		natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
+			if consumerGone(err) {
+				select {
+				case ended <- err:
+				default:
+				}
+				return
+			}
+			// The subscription recovers from the others on its own
+			// (missed heartbeats, a reconnection): they are news only.
+			p.onError(fmt.Errorf("jetstream audit: projector: consuming %s: %w", name, err))
+		}))
 	if err != nil {
 		return fmt.Errorf("jetstream audit: projector: consuming %s: %w", name, err)
 	}
@@ -549,6 +566,10 @@ func (p *Projector) consume(ctx context.Context, w *worker, conn *pgx.Conn, s na
 		select {
 		case m := <-msgs:
 			batch = append(batch, m)
+		case err := <-ended:
+			return fmt.Errorf("jetstream audit: projector: consuming %s: %w", name, err)
+		case <-cc.Closed():
+			return fmt.Errorf("jetstream audit: projector: consuming %s: the subscription ended", name)
 		case <-w.stop:
 			return errStop
 		case <-ctx.Done():
@@ -567,6 +588,13 @@ func (p *Projector) consume(ctx context.Context, w *worker, conn *pgx.Conn, s na
 			return err
 		}
 	}
+}
+
+// consumerGone reports whether err, from a subscription to the
+// Projector's consumer, means that the subscription will deliver no more.
+func consumerGone(err error) bool {
+	return errors.Is(err, natsjs.ErrConsumerDeleted) || errors.Is(err, natsjs.ErrConsumerNotFound) ||
+		errors.Is(err, natsjs.ErrBadRequest) || errors.Is(err, natsjs.ErrConnectionClosed)
 }
 
 // item is a message of a batch and what became of it.

@@ -323,3 +323,52 @@ func TestProjectorsShare(t *testing.T) {
 		t.Errorf("alone, the first applied %d, the projection holds %d; want 100 and 300", got, countRows(t, trail))
 	}
 }
+
+// TestProjectorConsumerDeleted deletes a partition's durable consumer
+// under a running Projector: the Projector is told that its
+// subscription ended, reports it, makes the consumer again from its
+// position, and applies the logs written after, none twice.
+func TestProjectorConsumerDeleted(t *testing.T) {
+	nc := mustNATS(t)
+	js := mustJetStream(t, nc)
+	pool := mustPool(t)
+	trail := newTrail(t, js, pool, 1)
+	var mu sync.Mutex
+	var reported []error
+	proj := startProjector(t, js, pool, trail, WithErrorHandler(func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reported = append(reported, err)
+	}))
+	repo := openRepo(t, js, pool, trail)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	mustCreate(t, repo, testLog("deleted-before"))
+	if _, err := repo.List(ctx, audit.Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, trail.Stream(0), ProjectorConsumer); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		mustCreate(t, repo, testLog(fmt.Sprintf("deleted-after-%d", i)))
+	}
+	lctx, lcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer lcancel()
+	if _, err := repo.List(lctx, audit.Filter{}); err != nil {
+		t.Fatalf("List after the consumer was deleted: %v; want the Projector to make it again and apply the logs", err)
+	}
+	if n := countRows(t, trail); n != 11 {
+		t.Errorf("projection holds %d logs, want 11", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var told bool
+	for _, err := range reported {
+		told = told || errors.Is(err, natsjs.ErrConsumerDeleted)
+	}
+	if !told {
+		t.Errorf("errors reported: %v; want one wrapping jetstream.ErrConsumerDeleted", reported)
+	}
+	t.Logf("projector: %+v; errors reported: %v", proj.Stats(), reported)
+}
