@@ -315,9 +315,13 @@ func TestFaultStopPostgres(t *testing.T) {
 	t.Logf("the projection caught up %s after PostgreSQL started", time.Since(started).Round(time.Millisecond))
 }
 
-// TestFaultKillProjector runs two projector processes (cmd/projector),
-// kills one with SIGKILL while its statement runs, and starts it again,
-// during a load: nothing is lost, nothing is applied twice.
+// TestFaultKillProjector runs two projector processes (cmd/projector)
+// during a load, kills one with SIGKILL while its statement runs, and
+// starts another: nothing is lost, nothing is applied twice. To be sure
+// the kill lands mid-statement, the test holds the row of the victim's
+// partition in audit_jetstream_positions locked, waits until the victim's
+// statement waits for that lock, kills it, and then lets the statement,
+// which PostgreSQL runs on for the dead process, go on.
 func TestFaultKillProjector(t *testing.T) {
 	bin := buildProjector(t)
 	nc := mustNATS(t)
@@ -330,9 +334,8 @@ func TestFaultKillProjector(t *testing.T) {
 	var midStatement bool
 	ld.run(t, faultLogs/4, func() {
 		victim := procs[0]
-		midStatement = waitActive(t, pool, victim.cmd.Process.Pid, 10*time.Second)
-		victim.kill()
-		t.Logf("killed projector %d after %d logs; its statement was running: %v", victim.cmd.Process.Pid, ld.done.Load(), midStatement)
+		midStatement = killMidStatement(t, pool, trail, victim)
+		t.Logf("killed projector %d after %d logs; its statement was waiting for the locked position: %v", victim.cmd.Process.Pid, ld.done.Load(), midStatement)
 		time.Sleep(time.Second)
 		procs[0] = startProjectorProc(t, bin, trail)
 	})
@@ -342,8 +345,67 @@ func TestFaultKillProjector(t *testing.T) {
 		t.Logf("projector %d: %+v", p.cmd.Process.Pid, p.stop(t))
 	}
 	if !midStatement {
-		t.Errorf("the victim never ran a statement in 10 s: the kill did not land mid-batch")
+		t.Errorf("the victim's statement never waited for the locked position: the kill did not land mid-statement")
 	}
+}
+
+// killMidStatement locks the position of a partition that projector
+// process victim holds, waits (for at most 10 s) until its statement
+// waits for that lock, kills the process, and releases the lock. It
+// reports whether it saw the statement wait. It is called from a
+// goroutine of the load, so it reports failures with Errorf.
+func killMidStatement(t *testing.T, pool *pgxpool.Pool, trail Trail, victim *projectorProc) bool {
+	t.Helper()
+	// Killed on every way out; on the way that counts, before the lock is
+	// released.
+	defer victim.kill()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	app := "audit-projector " + strconv.Itoa(victim.cmd.Process.Pid)
+	var part int
+	held := poll(10*time.Second, func() bool {
+		err := pool.QueryRow(ctx, "SELECT l.objid::int - 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)"+
+			" WHERE a.application_name = $1 AND l.locktype = 'advisory' AND l.granted AND l.objid::bigint > 0 LIMIT 1", app).Scan(&part)
+		return err == nil
+	})
+	if !held {
+		t.Errorf("projector %s held no partition within 10 s", app)
+		return false
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Errorf("locking the position of partition %d: %v", part, err)
+		return false
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "SELECT FROM "+qualified(trail.Schema, positionsTable)+" WHERE stream = $1 FOR UPDATE", trail.Stream(part)); err != nil {
+		t.Errorf("locking the position of partition %d: %v", part, err)
+		return false
+	}
+	waiting := poll(10*time.Second, func() bool {
+		var n int
+		err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"+
+			" AND state = 'active' AND wait_event_type = 'Lock' AND query LIKE 'WITH dup AS%'", app).Scan(&n)
+		return err == nil && n > 0
+	})
+	victim.kill()
+	if err := tx.Rollback(ctx); err != nil {
+		t.Errorf("releasing the position of partition %d: %v", part, err)
+	}
+	return waiting
+}
+
+// poll calls cond every 10 ms until it holds, for at most d, and reports
+// whether it held.
+func poll(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
 
 // buildProjector builds cmd/projector into a temporary directory.
@@ -402,26 +464,6 @@ func (p *projectorProc) stop(t *testing.T) ProjectorStats {
 		t.Errorf("projector %d printed %q, want its stats as JSON: %v", p.cmd.Process.Pid, p.stdout.String(), err)
 	}
 	return s
-}
-
-// waitActive waits, for at most d, until the projector process pid runs
-// a statement in PostgreSQL, and reports whether it saw one.
-func waitActive(t *testing.T, pool *pgxpool.Pool, pid int, d time.Duration) bool {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		var n int
-		err := pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity"+
-			" WHERE application_name = $1 AND state = 'active' AND query LIKE 'WITH dup AS%'",
-			"audit-projector "+strconv.Itoa(pid)).Scan(&n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // TestFaultEntryServerStops stops (SIGSTOP) the server that the client is
@@ -487,17 +529,20 @@ func TestFaultStalledProjector(t *testing.T) {
 	ld.run(t, 1000, func() {
 		ctx := context.Background()
 		name := "audit-projector " + strconv.Itoa(first.cmd.Process.Pid)
-		waitFor(t, 10*time.Second, "the first projector to hold both partitions", func() bool {
+		// From a goroutine of the load: failures are reported with Errorf.
+		if !poll(10*time.Second, func() bool {
 			var n int
 			err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"+
 				" WHERE a.application_name = $1 AND l.locktype = 'advisory' AND l.objid::bigint > 0", name).Scan(&n)
 			return err == nil && n == trail.Partitions
-		})
+		}) {
+			t.Errorf("the first projector did not hold both partitions within 10 s")
+		}
 		if err := first.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
+			t.Errorf("stopping the first projector: %v", err)
 		}
 		if _, err := pool.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", name); err != nil {
-			t.Fatal(err)
+			t.Errorf("ending the first projector's sessions: %v", err)
 		}
 		startProjectorProc(t, bin, trail)
 		time.Sleep(3 * time.Second) // the second takes over while the first's pulls live
