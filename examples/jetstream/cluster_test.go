@@ -40,6 +40,14 @@ type clusterOptions struct {
 	servers      int    // how many; 0 for 3
 }
 
+// clusterStarts bounds how many clusters start at once.
+var clusterStarts = make(chan struct{}, 2)
+
+// clusterStartTimeout bounds how long a cluster may take to become healthy
+// at its start. It is long: on a loaded machine five clusters starting
+// took more than 30 s.
+const clusterStartTimeout = 90 * time.Second
+
 // startCluster starts a cluster of three servers (or opts.servers) from
 // NATS_SERVER_BIN and waits until every one is healthy.
 func startCluster(tb testing.TB, opts clusterOptions) *testCluster {
@@ -50,7 +58,12 @@ func startCluster(tb testing.TB, opts clusterOptions) *testCluster {
 			"scripts/with-nats.sh builds; run them through it, e.g. `../../scripts/with-postgres.sh ../../scripts/with-nats.sh go test ./...`")
 	}
 	for attempt := 1; ; attempt++ {
+		// Three servers starting and electing their leaders take the
+		// machine's cores for some seconds: so that parallel tests do not
+		// starve each other's start-ups, only a few run at once.
+		clusterStarts <- struct{}{}
 		c, err := tryCluster(tb, bin, opts)
+		<-clusterStarts
 		if err == nil {
 			return c
 		}
@@ -108,7 +121,7 @@ cluster {
 	for i := range c.nodes {
 		c.start(i)
 	}
-	if err := c.waitHealthy(30 * time.Second); err != nil {
+	if err := c.waitHealthy(clusterStartTimeout); err != nil {
 		c.stopAll()
 		return nil, err
 	}
