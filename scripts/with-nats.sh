@@ -36,6 +36,9 @@ fi
 
 log() { echo "with-nats: $*" >&2; }
 
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 # The binary is built once per version and machine: a fresh clone finds it
 # there after the first run.
 bindir=$(go env GOPATH)/bin
@@ -80,52 +83,25 @@ stop_servers() {
 	pids=()
 }
 
+# cleanup stops the servers and deletes the directory: on every way out,
+# signals included (see trap_cleanup).
 cleanup() {
-	local status=$?
-	trap - EXIT INT TERM
 	stop_servers
 	rm -rf "$tmp"
-	exit "$status"
 }
-# On INT or TERM, pass the signal on to the command's whole process group,
-# wait for it, and clean up: a CI timeout must not leave servers running.
-child=
-on_signal() {
-	if [[ -n $child ]]; then
-		kill -"$1" -- -"$child" 2>/dev/null || kill -"$1" "$child" 2>/dev/null || true
-		wait "$child" 2>/dev/null || true
-	fi
-	exit "$2"
-}
-trap cleanup EXIT
-trap 'on_signal INT 130' INT
-trap 'on_signal TERM 143' TERM
-
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on now.
-free_port() {
-	if command -v python3 >/dev/null; then
-		python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-		return
-	fi
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-}
+trap_cleanup cleanup
 
 # healthy reports whether the server monitored on port $1 answers its
-# health check with 200: it is up, and its JetStream has joined the
-# cluster and is current.
+# health check with 200 within 2 s: it is up, and its JetStream has joined
+# the cluster and is current. A server that accepts the connection and
+# does not answer (stopped, say) is not healthy.
 healthy() {
 	local status
 	status=$(
 		exec 2>/dev/null 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
 		printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
-		head -n 1 <&3
+		IFS= read -r -t 2 line <&3 || exit 1
+		printf '%s\n' "$line"
 	) || return 1
 	[[ $status == *" 200 "* ]]
 }
@@ -205,19 +181,4 @@ NATS_SERVER_PIDS="${pids[*]}"
 export NATS_URL NATS_MONITOR_URLS NATS_SERVER_PIDS
 log "nats-server $NATS_SERVER_VERSION, JetStream cluster of 3 at $NATS_URL"
 
-# In the background, so that signals reach the traps at once; in a process
-# group of its own (set -m), so that a signal reaches all of it, and with
-# SIGINT restored, which bash ignores in background jobs otherwise; with
-# the script's stdin, which a background command would otherwise lose.
-set +e
-set -m
-(
-	trap - INT QUIT
-	exec "$@"
-) <&0 &
-child=$!
-set +m
-wait "$child"
-status=$?
-set -e
-exit "$status"
+run_command "$@"

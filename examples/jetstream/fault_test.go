@@ -281,8 +281,13 @@ func TestFaultNoQuorum(t *testing.T) {
 func TestFaultStopPostgres(t *testing.T) {
 	ctl := os.Getenv("POSTGRES_CTL")
 	if ctl == "" {
-		t.Fatal("POSTGRES_CTL is not set: this test stops and starts the server of scripts/with-postgres.sh, which sets it; " +
-			"run the tests through it, e.g. `../../scripts/with-postgres.sh ../../scripts/with-nats.sh go test ./...`")
+		msg := "POSTGRES_CTL is not set: this test stops and starts the server of scripts/with-postgres.sh, which sets it; " +
+			"run the tests through it, e.g. `../../scripts/with-postgres.sh ../../scripts/with-nats.sh go test ./...`"
+		if os.Getenv("DATABASE_URL") != "" {
+			msg += ". DATABASE_URL is set, so with-postgres.sh used that server and started none of its own, and set no POSTGRES_CTL: " +
+				"unset DATABASE_URL, or set POSTGRES_CTL to a command that stops (`$POSTGRES_CTL stop`) and starts (`$POSTGRES_CTL start`) that server"
+		}
+		t.Fatal(msg)
 	}
 	fs := newFaultSetup(t, clusterOptions{})
 	pgctl := func(verb string) {
