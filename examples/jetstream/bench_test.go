@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -42,47 +43,61 @@ import (
 
 var (
 	benchMu      sync.Mutex
-	benchResults = map[string]float64{} // logs/s by benchmark name
+	benchResults = map[string][]float64{} // logs/s by benchmark name, one per run
 )
 
+// recordRate reports rate and keeps it for the summary. The framework's
+// first run of a benchmark, of one op, is not kept: it measures nothing.
 func recordRate(b *testing.B, name string, rate float64) {
 	b.Helper()
 	b.ReportMetric(rate, "logs/s")
+	if b.N == 1 {
+		return
+	}
 	benchMu.Lock()
 	defer benchMu.Unlock()
-	benchResults[name] = rate
+	benchResults[name] = append(benchResults[name], rate)
 	benchReport = printBenchReport
+}
+
+// median returns the median of the rates kept for name, or 0.
+func median(name string) float64 {
+	r := slices.Sorted(slices.Values(benchResults[name]))
+	if len(r) == 0 {
+		return 0
+	}
+	if len(r)%2 == 0 {
+		return (r[len(r)/2-1] + r[len(r)/2]) / 2
+	}
+	return r[len(r)/2]
 }
 
 func printBenchReport() {
 	benchMu.Lock()
 	defer benchMu.Unlock()
-	fmt.Println("\nbenchmark summary (logs/s):")
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for k := range benchResults {
-			if !yield(k) {
-				return
-			}
+	fmt.Println("\nbenchmark summary (logs/s; the median of the runs, their range):")
+	for _, name := range slices.Sorted(maps.Keys(benchResults)) {
+		r := benchResults[name]
+		fmt.Printf("  %-48s %10.0f  (%d runs, %.0f to %.0f)\n", name, median(name), len(r), slices.Min(r), slices.Max(r))
+	}
+	ratio := func(what, a, b string) {
+		if x, y := median(a), median(b); x > 0 && y > 0 {
+			fmt.Printf("  %s: %.2f×\n", what, x/y)
 		}
-	}) {
-		fmt.Printf("  %-44s %10.0f\n", name, benchResults[name])
 	}
 	for _, callers := range []int{64, 256} {
-		s, p := benchResults[fmt.Sprintf("stream/callers=%d", callers)], benchResults[fmt.Sprintf("postgres/callers=%d", callers)]
-		if s > 0 && p > 0 {
-			fmt.Printf("  stream / group commit at %d callers: %.2f×\n", callers, s/p)
-		}
-		a := benchResults[fmt.Sprintf("sync-always/callers=%d", callers)]
-		if s > 0 && a > 0 {
-			fmt.Printf("  sync_interval always / default at %d callers: %.2f×\n", callers, a/s)
-		}
+		ratio(fmt.Sprintf("stream / group commit at %d callers", callers),
+			fmt.Sprintf("stream/callers=%d", callers), fmt.Sprintf("postgres/callers=%d", callers))
+		ratio(fmt.Sprintf("sync_interval always / default at %d callers", callers),
+			fmt.Sprintf("sync-always/callers=%d", callers), fmt.Sprintf("stream/callers=%d", callers))
 	}
-	if w, a := benchResults["under-load/written"], benchResults["under-load/applied-while-writing"]; w > 0 && a > 0 {
-		fmt.Printf("  projector under load, applied / written while writing: %.2f×\n", a/w)
+	ratio("publish checked / unchecked", "publish/checked", "publish/unchecked")
+	for _, wait := range projectorWaits {
+		name := "under-load/wait=" + wait.String()
+		ratio(fmt.Sprintf("projector under load, batch wait %s, applied / written while writing", wait),
+			name+"/applied-while-writing", name+"/written")
 	}
-	if s, a := benchResults["stream/callers=256"], benchResults["projector/backlog"]; s > 0 && a > 0 {
-		fmt.Printf("  projector on a backlog / stream writes at 256 callers: %.2f×\n", a/s)
-	}
+	ratio("projector on a backlog / stream writes at 256 callers", "projector/backlog", "stream/callers=256")
 }
 
 // benchLogs returns n logs as a service's Logger makes them: UUIDv7 IDs,
@@ -117,21 +132,61 @@ func benchLogs(n int) []audit.Log {
 type cpuMeter struct {
 	servers      func() []int
 	server, self time.Duration
+	machine      machineCPU
 }
 
 func (m *cpuMeter) start(tb testing.TB) {
 	tb.Helper()
-	m.server, m.self = processCPU(tb, m.servers()), selfCPU()
+	m.server, m.self, m.machine = processCPU(tb, m.servers()), selfCPU(), readMachineCPU(tb)
 }
 
 // report reports the CPU time per log of the servers and of the process,
-// and the cores they kept busy, over n logs written in elapsed.
+// the cores they kept busy, and, from the machine's counters, the cores
+// that stayed idle and those that other processes kept busy, over n logs
+// written in elapsed. Idle cores near 0 say the run was bound by CPU.
 func (m *cpuMeter) report(b *testing.B, n int, elapsed time.Duration) {
 	b.Helper()
 	server, self := processCPU(b, m.servers())-m.server, selfCPU()-m.self
+	machine := readMachineCPU(b)
+	idle, busy := machine.idle-m.machine.idle, machine.busy-m.machine.busy
 	b.ReportMetric(float64(server.Microseconds())/float64(n), "server-µs/log")
 	b.ReportMetric(float64(self.Microseconds())/float64(n), "client-µs/log")
 	b.ReportMetric((server+self).Seconds()/elapsed.Seconds(), "cores")
+	b.ReportMetric(idle.Seconds()/elapsed.Seconds(), "idle-cores")
+	b.ReportMetric(max(busy-server-self, 0).Seconds()/elapsed.Seconds(), "other-cores")
+}
+
+// machineCPU is the time all cores of the machine spent idle (waiting for
+// I/O included) and busy since boot.
+type machineCPU struct{ idle, busy time.Duration }
+
+// readMachineCPU reads the first line of /proc/stat: the machine's CPU
+// time in clock ticks of 10 ms, by kind.
+func readMachineCPU(tb testing.TB) machineCPU {
+	tb.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		tb.Fatalf("/proc/stat starts %q, want the cpu line", line)
+	}
+	var m machineCPU
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			tb.Fatalf("/proc/stat: %q: %v", line, err)
+		}
+		d := time.Duration(n) * 10 * time.Millisecond
+		if i == 3 || i == 4 { // idle, iowait
+			m.idle += d
+		} else {
+			m.busy += d
+		}
+	}
+	return m
 }
 
 // processCPU returns the CPU time, user and system, that the processes
@@ -286,20 +341,26 @@ func BenchmarkCreateSyncAlways(b *testing.B) {
 	}
 }
 
-// BenchmarkPublish publishes the same logs to the same subjects of one
-// 3-replica stream from 256 callers, with and without the headers that
-// make the server check that no message of the ID is stored: the
-// difference is what the check costs.
+// BenchmarkPublish publishes logs from 256 callers to two 3-replica
+// streams, one with the headers that make the server check that no
+// message of the ID is stored, one without: the difference is what the
+// check costs. The two alternate, in publishRounds rounds of b.N /
+// publishRounds logs each, so that the machine's load changes both alike.
 func BenchmarkPublish(b *testing.B) {
 	js := mustJetStream(b, mustNATS(b))
-	for _, check := range []bool{true, false} {
-		name := map[bool]string{true: "checked", false: "unchecked"}[check]
-		b.Run(name, func(b *testing.B) {
-			trail := newTrail(b, js, mustPool(b), 1)
-			logs := benchLogs(b.N)
-			b.ResetTimer()
-			rate := publishAll(b, js, b.N, func(i int) *nats.Msg {
-				l := &logs[i]
+	pool := mustPool(b)
+	streams := map[bool]Trail{true: newTrail(b, js, pool, 1), false: newTrail(b, js, pool, 1)}
+	logs := benchLogs(b.N)
+	chunk := max(b.N/publishRounds, 1)
+	var elapsed [2]time.Duration
+	b.ResetTimer()
+	for from := 0; from < b.N; from += chunk {
+		for k, check := range []bool{true, false} {
+			trail := streams[check]
+			round := logs[from:min(from+chunk, b.N)]
+			start := time.Now()
+			publishAll(b, js, len(round), func(i int) *nats.Msg {
+				l := &round[i]
 				data, _ := json.Marshal(l)
 				msg := &nats.Msg{Subject: trail.Subject(l.ID, l.OrgID, l.Source), Data: data, Header: nats.Header{}}
 				if check {
@@ -308,11 +369,25 @@ func BenchmarkPublish(b *testing.B) {
 				}
 				return msg
 			})
-			b.StopTimer()
-			recordRate(b, "publish/"+name, rate)
-		})
+			elapsed[k] += time.Since(start)
+		}
+	}
+	b.StopTimer()
+	checked, unchecked := float64(b.N)/elapsed[0].Seconds(), float64(b.N)/elapsed[1].Seconds()
+	b.ReportMetric(checked, "checked-logs/s")
+	b.ReportMetric(unchecked, "unchecked-logs/s")
+	b.ReportMetric(checked/unchecked, "checked/unchecked")
+	if b.N > 1 {
+		benchMu.Lock()
+		benchResults["publish/checked"] = append(benchResults["publish/checked"], checked)
+		benchResults["publish/unchecked"] = append(benchResults["publish/unchecked"], unchecked)
+		benchReport = printBenchReport
+		benchMu.Unlock()
 	}
 }
+
+// publishRounds is how many times BenchmarkPublish alternates.
+const publishRounds = 8
 
 // publishAll publishes the messages msg(0) … msg(n-1) from 256 callers
 // and returns the rate.
@@ -352,12 +427,29 @@ func BenchmarkProjector(b *testing.B) {
 // while writing; applied, from the start until the projection caught
 // up), the lag, how long the projection took to catch up once the writes
 // stopped, and the logs per batch.
+//
+// It runs with each of projectorWaits as the Projector's batch wait, in
+// turn, projectorRounds times, so that the machine's load changes each
+// alike.
 func BenchmarkProjectorUnderLoad(b *testing.B) {
+	for round := range projectorRounds {
+		for _, wait := range projectorWaits {
+			b.Run(fmt.Sprintf("wait=%s/round=%d", wait, round+1), func(b *testing.B) { projectorUnderLoad(b, wait) })
+		}
+	}
+}
+
+// The batch waits BenchmarkProjectorUnderLoad compares, and how many times.
+var projectorWaits = []time.Duration{0, DefaultBatchWait}
+
+const projectorRounds = 3
+
+func projectorUnderLoad(b *testing.B, wait time.Duration) {
 	js := mustJetStream(b, mustNATS(b))
 	pool := mustPool(b)
 	trail := newTrail(b, js, pool, DefaultPartitions)
 	repo := openRepo(b, js, pool, trail)
-	proj := startProjector(b, js, pool, trail)
+	proj := startProjector(b, js, pool, trail, WithBatchWait(wait))
 	stop := make(chan struct{})
 	var lags []int64
 	var sampler sync.WaitGroup
@@ -403,9 +495,10 @@ func BenchmarkProjectorUnderLoad(b *testing.B) {
 	b.ReportMetric(float64(p50), "p50-lag-logs")
 	b.ReportMetric(drained.Seconds()*1000, "drain-ms")
 	b.ReportMetric(float64(during.Applied)/float64(max(during.Batches, 1)), "logs/batch")
-	recordRate(b, "under-load/written", written)
-	recordRate(b, "under-load/applied-while-writing", float64(during.Applied)/writeEnd.Sub(start).Seconds())
-	recordRate(b, "under-load/applied", applied)
+	name := "under-load/wait=" + wait.String()
+	recordRate(b, name+"/written", written)
+	recordRate(b, name+"/applied-while-writing", float64(during.Applied)/writeEnd.Sub(start).Seconds())
+	recordRate(b, name+"/applied", applied)
 }
 
 // BenchmarkSubjectIndex writes b.N logs to a 3-replica stream on a
