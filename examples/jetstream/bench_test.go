@@ -445,6 +445,7 @@ var projectorWaits = []time.Duration{0, DefaultBatchWait}
 const projectorRounds = 3
 
 func projectorUnderLoad(b *testing.B, wait time.Duration) {
+	b.Helper()
 	js := mustJetStream(b, mustNATS(b))
 	pool := mustPool(b)
 	trail := newTrail(b, js, pool, DefaultPartitions)
