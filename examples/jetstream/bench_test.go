@@ -92,11 +92,7 @@ func printBenchReport() {
 			fmt.Sprintf("sync-always/callers=%d", callers), fmt.Sprintf("stream/callers=%d", callers))
 	}
 	ratio("publish checked / unchecked", "publish/checked", "publish/unchecked")
-	for _, wait := range projectorWaits {
-		name := "under-load/wait=" + wait.String()
-		ratio(fmt.Sprintf("projector under load, batch wait %s, applied / written while writing", wait),
-			name+"/applied-while-writing", name+"/written")
-	}
+	ratio("projector under load, applied / written while writing", "under-load/applied-while-writing", "under-load/written")
 	ratio("projector on a backlog / stream writes at 256 callers", "projector/backlog", "stream/callers=256")
 }
 
@@ -427,30 +423,12 @@ func BenchmarkProjector(b *testing.B) {
 // while writing; applied, from the start until the projection caught
 // up), the lag, how long the projection took to catch up once the writes
 // stopped, and the logs per batch.
-//
-// It runs with each of projectorWaits as the Projector's batch wait, in
-// turn, projectorRounds times, so that the machine's load changes each
-// alike.
 func BenchmarkProjectorUnderLoad(b *testing.B) {
-	for round := range projectorRounds {
-		for _, wait := range projectorWaits {
-			b.Run(fmt.Sprintf("wait=%s/round=%d", wait, round+1), func(b *testing.B) { projectorUnderLoad(b, wait) })
-		}
-	}
-}
-
-// The batch waits BenchmarkProjectorUnderLoad compares, and how many times.
-var projectorWaits = []time.Duration{0, DefaultBatchWait}
-
-const projectorRounds = 3
-
-func projectorUnderLoad(b *testing.B, wait time.Duration) {
-	b.Helper()
 	js := mustJetStream(b, mustNATS(b))
 	pool := mustPool(b)
 	trail := newTrail(b, js, pool, DefaultPartitions)
 	repo := openRepo(b, js, pool, trail)
-	proj := startProjector(b, js, pool, trail, WithBatchWait(wait))
+	proj := startProjector(b, js, pool, trail)
 	stop := make(chan struct{})
 	var lags []int64
 	var sampler sync.WaitGroup
@@ -496,10 +474,9 @@ func projectorUnderLoad(b *testing.B, wait time.Duration) {
 	b.ReportMetric(float64(p50), "p50-lag-logs")
 	b.ReportMetric(drained.Seconds()*1000, "drain-ms")
 	b.ReportMetric(float64(during.Applied)/float64(max(during.Batches, 1)), "logs/batch")
-	name := "under-load/wait=" + wait.String()
-	recordRate(b, name+"/written", written)
-	recordRate(b, name+"/applied-while-writing", float64(during.Applied)/writeEnd.Sub(start).Seconds())
-	recordRate(b, name+"/applied", applied)
+	recordRate(b, "under-load/written", written)
+	recordRate(b, "under-load/applied-while-writing", float64(during.Applied)/writeEnd.Sub(start).Seconds())
+	recordRate(b, "under-load/applied", applied)
 }
 
 // BenchmarkSubjectIndex writes b.N logs to a 3-replica stream on a

@@ -29,7 +29,6 @@ import (
 // Defaults of the ProjectorOptions.
 const (
 	DefaultBatchSize         = 1000
-	DefaultBatchWait         = 2 * time.Millisecond
 	DefaultRebalanceInterval = time.Second
 )
 
@@ -78,7 +77,6 @@ type Projector struct {
 	pool      *pgxpool.Pool
 	trail     Trail
 	batchSize int
-	batchWait time.Duration
 	rebalance time.Duration
 	onDead    func(DeadLetter)
 	onError   func(error)
@@ -134,17 +132,6 @@ func WithBatchSize(n int) ProjectorOption {
 	return func(p *Projector) { p.batchSize = n }
 }
 
-// WithBatchWait sets how long a batch waits, from its first message, for
-// more messages to fill it before it is applied, as group commit does: a
-// batch is applied once it has WithBatchSize messages or once d has
-// passed, whichever comes first. Fewer, larger statements cost PostgreSQL
-// less per log; the price is up to d more before a log is in the
-// projection. The default is DefaultBatchWait; 0 applies what has arrived
-// at once. NewProjector returns an error if d < 0.
-func WithBatchWait(d time.Duration) ProjectorOption {
-	return func(p *Projector) { p.batchWait = d }
-}
-
 // WithRebalanceInterval sets how often a Projector counts the Projectors
 // of its trail and takes or gives up partitions to hold its fair share. It
 // bounds how long a partition waits for a new owner after its owner
@@ -192,7 +179,6 @@ func NewProjector(js natsjs.JetStream, pool *pgxpool.Pool, trail Trail, opts ...
 		pool:         pool,
 		trail:        t,
 		batchSize:    DefaultBatchSize,
-		batchWait:    DefaultBatchWait,
 		rebalance:    DefaultRebalanceInterval,
 		publishRetry: 100 * time.Millisecond,
 		onDead: func(d DeadLetter) {
@@ -206,9 +192,6 @@ func NewProjector(js natsjs.JetStream, pool *pgxpool.Pool, trail Trail, opts ...
 	}
 	if p.batchSize < 1 {
 		return nil, fmt.Errorf("jetstream audit: WithBatchSize(%d): must be at least 1", p.batchSize)
-	}
-	if p.batchWait < 0 {
-		return nil, fmt.Errorf("jetstream audit: WithBatchWait(%s): must not be negative", p.batchWait)
 	}
 	if p.rebalance <= 0 {
 		return nil, fmt.Errorf("jetstream audit: WithRebalanceInterval(%s): must be positive", p.rebalance)
@@ -592,39 +575,17 @@ func (p *Projector) consume(ctx context.Context, w *worker, conn *pgx.Conn, s na
 		case <-ctx.Done():
 			return errStop
 		}
-		p.fill(w, msgs, &batch)
+	collect:
+		for len(batch) < p.batchSize {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break collect
+			}
+		}
 		if err := p.apply(ctx, conn, w.part, s, pos, batch); err != nil {
 			return err
-		}
-	}
-}
-
-// fill adds to batch the messages that arrive until it is full or, from
-// now, the batch wait has passed or the worker is asked to stop.
-func (p *Projector) fill(w *worker, msgs <-chan natsjs.Msg, batch *[]natsjs.Msg) {
-	var linger <-chan time.Time
-	if p.batchWait > 0 {
-		t := time.NewTimer(p.batchWait)
-		defer t.Stop()
-		linger = t.C
-	}
-	for len(*batch) < p.batchSize {
-		select {
-		case m := <-msgs:
-			*batch = append(*batch, m)
-			continue
-		default:
-		}
-		if linger == nil {
-			return
-		}
-		select {
-		case m := <-msgs:
-			*batch = append(*batch, m)
-		case <-linger:
-			return
-		case <-w.stop:
-			return
 		}
 	}
 }

@@ -181,7 +181,6 @@ func TestBadOptions(t *testing.T) {
 		opt  ProjectorOption
 	}{
 		{"WithBatchSize(0)", WithBatchSize(0)},
-		{"WithBatchWait(-1ms)", WithBatchWait(-time.Millisecond)},
 		{"WithRebalanceInterval(0)", WithRebalanceInterval(0)},
 	} {
 		if _, err := NewProjector(js, pool, trail, tt.opt); err == nil {

@@ -32,7 +32,6 @@ func main() {
 	var (
 		trail         jetstream.Trail
 		batch         = flag.Int("batch", jetstream.DefaultBatchSize, "most logs applied in one statement")
-		batchWait     = flag.Duration("batch-wait", jetstream.DefaultBatchWait, "how long a batch waits to fill")
 		rebalance     = flag.Duration("rebalance", jetstream.DefaultRebalanceInterval, "how often projectors share out the partitions")
 		migrate       = flag.Bool("migrate", false, "run Migrate on the schema first")
 		createStreams = flag.Bool("create-streams", false, "run CreateStreams first")
@@ -43,13 +42,13 @@ func main() {
 	flag.IntVar(&trail.Replicas, "replicas", jetstream.DefaultReplicas, "the trail's replicas")
 	flag.StringVar(&trail.Schema, "schema", "", "the projection's PostgreSQL schema (default: the search_path's)")
 	flag.Parse()
-	if err := run(trail, *batch, *batchWait, *rebalance, *migrate, *createStreams); err != nil {
+	if err := run(trail, *batch, *rebalance, *migrate, *createStreams); err != nil {
 		fmt.Fprintln(os.Stderr, "projector:", err)
 		os.Exit(1)
 	}
 }
 
-func run(trail jetstream.Trail, batch int, batchWait, rebalance time.Duration, migrate, createStreams bool) error {
+func run(trail jetstream.Trail, batch int, rebalance time.Duration, migrate, createStreams bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	url, dsn := os.Getenv("NATS_URL"), os.Getenv("DATABASE_URL")
@@ -85,7 +84,6 @@ func run(trail jetstream.Trail, batch int, batchWait, rebalance time.Duration, m
 	}
 	p, err := jetstream.NewProjector(js, pool, trail,
 		jetstream.WithBatchSize(batch),
-		jetstream.WithBatchWait(batchWait),
 		jetstream.WithRebalanceInterval(rebalance))
 	if err != nil {
 		return err
