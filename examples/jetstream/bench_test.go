@@ -422,7 +422,8 @@ func BenchmarkProjector(b *testing.B) {
 // projection) every 100 ms, and reports the rates (written; applied
 // while writing; applied, from the start until the projection caught
 // up), the lag, how long the projection took to catch up once the writes
-// stopped, and the logs per batch.
+// stopped, the logs per batch, and, while writing, the CPU the servers and
+// this process (callers and Projector) used and the cores left idle.
 func BenchmarkProjectorUnderLoad(b *testing.B) {
 	js := mustJetStream(b, mustNATS(b))
 	pool := mustPool(b)
@@ -453,7 +454,7 @@ func BenchmarkProjectorUnderLoad(b *testing.B) {
 		}
 	})
 	start := time.Now()
-	written := runCallers(b, repo, benchLogs(b.N), 64, nil)
+	written := runCallers(b, repo, benchLogs(b.N), 64, &cpuMeter{servers: natsPIDs(b)})
 	writeEnd := time.Now()
 	during := proj.Stats()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
