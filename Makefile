@@ -7,7 +7,7 @@ GO ?= go
 
 # Modules of the repository: the root module and the examples with
 # dependencies of their own.
-MODULES := . examples/webhook examples/postgres examples/connect
+MODULES := . examples/webhook examples/postgres examples/connect examples/jetstream
 
 GOLANGCI_LINT_VERSION := v2.15.0
 GOBIN := $(shell $(GO) env GOPATH)/bin
@@ -16,11 +16,12 @@ GOLANGCI_LINT := $(GOBIN)/golangci-lint
 FUZZTIME ?= 10s
 BENCHCOUNT ?= 6
 
-.PHONY: test cc vet test-root test-webhook test-postgres test-connect protoc generate-connect lint fuzz bench bench-postgres check tools
+.PHONY: test cc vet test-root test-webhook test-postgres test-connect test-jetstream protoc generate-connect lint fuzz bench bench-postgres bench-jetstream check tools
 
 ## test: vet and run every test of every module under the race detector;
-## the PostgreSQL and Connect examples run against a throwaway server (or DATABASE_URL)
-test: cc vet test-root test-webhook test-postgres test-connect
+## the PostgreSQL and Connect examples run against a throwaway server (or
+## DATABASE_URL), the JetStream example against a throwaway server and cluster
+test: cc vet test-root test-webhook test-postgres test-connect test-jetstream
 
 vet:
 	@for m in $(MODULES); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...); done
@@ -53,6 +54,10 @@ protoc:
 			{ $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev; }; \
 	fi
 
+# Its tests wait on servers more than on the CPU: run more of them at once.
+test-jetstream:
+	./scripts/with-postgres.sh ./scripts/with-nats.sh bash -c 'cd examples/jetstream && $(GO) test -race -parallel 8 ./...'
+
 ## lint: gofmt, goimports and golangci-lint over every module
 lint: tools
 	@for m in $(MODULES); do echo "golangci-lint ($$m)"; (cd $$m && $(GOLANGCI_LINT) run --allow-serial-runners --config $(CURDIR)/.golangci.yml ./...); done
@@ -83,6 +88,10 @@ bench:
 ## bench-postgres: the PostgreSQL example's benchmarks against a throwaway server
 bench-postgres:
 	./scripts/with-postgres.sh bash -c 'cd examples/postgres && $(GO) test -run "^$$" -bench . -benchmem -timeout 60m ./...'
+
+## bench-jetstream: the JetStream example's benchmarks against a throwaway server and cluster
+bench-jetstream:
+	./scripts/with-postgres.sh ./scripts/with-nats.sh bash -c 'cd examples/jetstream && $(GO) test -run "^$$" -bench . -benchtime 20000x -timeout 60m ./...'
 
 ## check: everything CI runs
 check: test lint fuzz

@@ -5,7 +5,7 @@
 #   scripts/with-postgres.sh go test -race ./...
 #
 # If DATABASE_URL is already set, the command runs against that server and
-# nothing is started. Otherwise the script
+# nothing is started (nor is POSTGRES_CTL set, below). Otherwise the script
 #   - installs PostgreSQL from the Debian packages if no server is found
 #     under /usr/lib/postgresql/*/bin (needs root or sudo),
 #   - creates a cluster in a temporary directory, owned by the postgres user
@@ -14,6 +14,8 @@
 #     socket in the same directory,
 #   - creates the database and exports
 #     DATABASE_URL=postgres://postgres@127.0.0.1:PORT/audit?sslmode=disable,
+#     and POSTGRES_CTL, a command that stops ("$POSTGRES_CTL stop") and
+#     starts ("$POSTGRES_CTL start") the server, for fault tests,
 #   - runs the command, then stops the server and deletes the directory on
 #     every way out, and exits with the command's status.
 #
@@ -32,6 +34,9 @@ if [[ -n "${DATABASE_URL:-}" ]]; then
 fi
 
 log() { echo "with-postgres: $*" >&2; }
+
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # find_bindir prints the bin directory of the newest PostgreSQL server
 # installed from the Debian packages, or nothing.
@@ -101,30 +106,16 @@ tmp=$(mktemp -d "$tmpbase/with-postgres.XXXXXX")
 data=$tmp/data
 started=
 
+# cleanup stops the server and deletes the directory: on every way out,
+# signals included (see trap_cleanup).
 cleanup() {
-	local status=$?
-	trap - EXIT INT TERM
 	if [[ -n $started ]]; then
 		run_as_owner "$bindir/pg_ctl" stop -D "$data" -m fast -w >/dev/null 2>&1 ||
 			run_as_owner "$bindir/pg_ctl" stop -D "$data" -m immediate -w >/dev/null 2>&1 || true
 	fi
 	rm -rf "$tmp"
-	exit "$status"
 }
-# On INT or TERM, pass the signal on to the command's whole process group
-# (it may be a shell running go test, running a test binary), wait for it,
-# and clean up: a CI timeout must not leave a server or a test running.
-child=
-on_signal() {
-	if [[ -n $child ]]; then
-		kill -"$1" -- -"$child" 2>/dev/null || kill -"$1" "$child" 2>/dev/null || true
-		wait "$child" 2>/dev/null || true
-	fi
-	exit "$2"
-}
-trap cleanup EXIT
-trap 'on_signal INT 130' INT
-trap 'on_signal TERM 143' TERM
+trap_cleanup cleanup
 
 chmod 700 "$tmp"
 if [[ $EUID -eq 0 ]]; then
@@ -136,22 +127,6 @@ run_as_owner "$bindir/initdb" -D "$data" -U postgres --auth=trust \
 	cat "$tmp/initdb.log" >&2
 	log "initdb failed"
 	exit 1
-}
-
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on now.
-free_port() {
-	if command -v python3 >/dev/null; then
-		python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-		return
-	fi
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
 }
 
 # Another process may take the port between picking and binding it, so try
@@ -188,21 +163,23 @@ fi
 
 "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres audit
 export DATABASE_URL="postgres://postgres@127.0.0.1:$port/audit?sslmode=disable"
+
+# Fault tests stop the server and start it again with "$POSTGRES_CTL stop"
+# and "$POSTGRES_CTL start": pg_ctl run as the cluster's owner, with the
+# directory and the options of this server.
+owner=
+[[ $EUID -eq 0 ]] && owner="runuser -u postgres --"
+cat >"$tmp/pg_ctl" <<EOF
+#!/usr/bin/env bash
+case \${1:-} in
+stop) exec $owner "$bindir/pg_ctl" stop -D "$data" -m fast -w ;;
+start) exec $owner "$bindir/pg_ctl" start -D "$data" -w -t 60 -l "$tmp/postgres.log" \\
+	-o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='$tmp'" ;;
+*) echo "usage: \$0 stop|start" >&2; exit 2 ;;
+esac
+EOF
+chmod 755 "$tmp/pg_ctl"
+export POSTGRES_CTL=$tmp/pg_ctl
 log "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') at $DATABASE_URL"
 
-# In the background, so that signals reach the traps at once; in a process
-# group of its own (set -m), so that a signal reaches all of it, and with
-# SIGINT restored, which bash ignores in background jobs otherwise; with
-# the script's stdin, which a background command would otherwise lose.
-set +e
-set -m
-(
-	trap - INT QUIT
-	exec "$@"
-) <&0 &
-child=$!
-set +m
-wait "$child"
-status=$?
-set -e
-exit "$status"
+run_command "$@"
