@@ -190,17 +190,19 @@ func (lg *Logger) store(ctx context.Context, l *Log) error {
 			known |= fieldSource
 		}
 	}
-	md, fromCtx, err := lg.metadata(ctx, l)
+	md, fromCtx, mdErr := lg.metadata(ctx, l)
 	l.Metadata = md
-	if err == nil {
-		err = l.validateFieldsExcept(known | fromCtx)
-	}
-	if err != nil {
+	// In Validate's order, so that a log with several faults gets the
+	// error Validate would give it: the fields, then the metadata.
+	if err := l.validateFieldsExcept(known | fromCtx); err != nil {
 		return err
+	}
+	if mdErr != nil {
+		return mdErr
 	}
 
 	sctx, d := detach(ctx, lg.timeout, now)
-	err = lg.repo.Create(sctx, l)
+	err := lg.repo.Create(sctx, l)
 	d.stop()
 	if err != nil {
 		return fmt.Errorf("audit: storing %s log %s: %w", l.Action, l.ID, err)
