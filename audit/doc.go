@@ -47,11 +47,12 @@
 //
 // A [Logger] fills what a log is missing — a UUIDv7 ID, the time, its
 // source, and the org, actor and metadata of the context — replaces
-// secret-looking metadata values with [Redacted], validates the log and
-// stores it with a [Repository] before it returns. An audit log is never
-// dropped silently: when it cannot be stored, Log returns the error. The
-// action being audited has already happened, so a canceled request does
-// not abandon its log; the store is bounded by the Logger's own timeout.
+// secret-looking metadata values with [Redacted] (see [WithRedactedKeys]),
+// validates the log and stores it with a [Repository] before it returns.
+// An audit log is never dropped silently: when it cannot be stored, Log
+// returns the error. The action being audited has already happened, so a
+// canceled request does not abandon its log; the store is bounded by the
+// Logger's own timeout.
 //
 // Each service implements [Repository] for its own storage. The package
 // audittest checks an implementation against every rule of the contract,

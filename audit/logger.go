@@ -68,12 +68,31 @@ func WithTimeout(d time.Duration) Option {
 }
 
 // WithRedactedKeys replaces the fragments that make a metadata key look
-// secret. The value of a secret-looking key is stored as Redacted. A key
-// looks secret when, compared case-insensitively (by Unicode lower case)
-// and with '-' read as '_', it contains one of the fragments. The default
-// fragments are password, secret, token, authorization, cookie, api_key
-// and private_key, so that "X-Api-Key" and "Authorization" are redacted.
-// With no fragments nothing is redacted.
+// secret. The value of a secret-looking key is stored as Redacted. With no
+// fragments nothing is redacted.
+//
+// A key looks secret when it contains one of the fragments, both read
+// without the separators '_', '-', '.' and ' ' and compared rune by rune
+// as strings.EqualFold compares them: by Unicode simple case folding, so
+// "paſſword" contains "password" (but "ß" is not "ss"). A fragment of at
+// most four characters, so read, must also start and end at word
+// boundaries of the key: its start and end, a separator, a lower-case
+// letter or a digit followed by an upper-case letter ("user|Pin"), and an
+// upper-case letter followed by one that starts a capitalized word
+// ("PIN|Code"). So "pin" makes "pin", "card.pin", "userPin" and "PINCode"
+// secret, but not "spinner", "shipping" or "pincode"; a longer fragment
+// matches anywhere, "token" in "tokenizer" too.
+//
+// The default fragments (see DefaultRedactedKeys) are the names that
+// credentials go by: password, passwd, pass, pwd, passphrase, passcode,
+// pin; otp, totp, hotp, cvv, cvc; secret, token, bearer, jwt,
+// authorization, credential, apikey, accesskey, privatekey, signingkey,
+// encryptionkey, masterkey; cookie, sessionid, sessid, sessionkey. So
+// "X-Api-Key", "Authorization", "client_secret", "x-amz-security-token",
+// "Set-Cookie" and "session_id" are redacted, and "author", "request_id",
+// "auth_method" and "passenger" are not. Personal data, such as an "ssn",
+// is not in the defaults: what a service must not keep is its own policy,
+// and it adds those names to DefaultRedactedKeys.
 func WithRedactedKeys(fragments ...string) Option {
 	return func(lg *Logger) { lg.redact = newRedactor(fragments) }
 }
