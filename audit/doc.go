@@ -67,5 +67,9 @@
 // per publisher (see [WithPublisher]). Publishing never fails Log, and
 // never holds it up unless a publisher is attached with [BlockWhenFull];
 // what a publisher could not deliver is counted in [Logger.Stats] and
-// reported to an error handler. [Logger.Close] drains the queues.
+// reported to an error handler. [Logger.Close] drains the queues within
+// its context's deadline. It may be called from any goroutine, the error
+// handler included, and more than once: every call waits for the same
+// drain and returns the same result. A publisher that fails, panics or
+// ends its goroutine with runtime.Goexit loses only the log it was given.
 package audit

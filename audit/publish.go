@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,8 +21,10 @@ import (
 // error that kept it from being delivered; it should retry transient
 // failures itself, within ctx's lifetime, and give up when ctx ends. ctx
 // carries the values of the context the log was written with, but not its
-// cancellation; it ends when the Logger is closed and its drain deadline
-// passes.
+// cancellation; it ends when Close gives up waiting for the publishers,
+// and context.Cause then returns the cause of Close's ctx. A Publish that
+// panics, or ends its goroutine with runtime.Goexit (as t.Fatal does in a
+// test), fails its log, and the publisher goes on with the next.
 //
 // The log and its Metadata map may be shared with other publishers:
 // Publish must not modify them, but it may retain them. Publish must be
@@ -64,8 +67,16 @@ func (e *PublishError) Error() string {
 func (e *PublishError) Unwrap() error { return e.Err }
 
 // PublishStats counts what a Logger's publishers did, summed over all of
-// them: a log sent to two publishers counts twice. Every log handed to a
-// publisher ends up Delivered, Failed or Dropped, or is still queued.
+// them: a log sent to two publishers counts twice.
+//
+// A log that passes a publisher's filters is Enqueued when its queue takes
+// it, or else Dropped at once: the queue was full (and stayed full while
+// Log waited, with BlockWhenFull), or the Logger was closed. Every
+// Enqueued log ends Delivered, Failed or Dropped (when Close gives up), or
+// is still queued or being published; so once Close has returned nil,
+// Enqueued is Delivered + Failed, and every Failed or Dropped log has been
+// reported to the error handler. The counts of each publisher are read at
+// one moment.
 type PublishStats struct {
 	Enqueued  uint64 // logs put in a publisher's queue
 	Delivered uint64 // Publish returned nil
@@ -153,10 +164,11 @@ func WithPublisher(p Publisher, opts ...PublishOption) Option {
 // WithErrorHandler sets the function that learns of every log a publisher
 // did not deliver, as a *PublishError. It is called from Logger.Log for
 // logs that were not queued — the queue was full, Log's context ended
-// while waiting, or the Logger was closed — and from the publishers'
-// goroutines for logs that Publish failed or Close gave up on; so it must
-// be fast and safe for concurrent use. The default logs each error with
-// slog.Default at level Error.
+// while waiting, or the Logger was closed —, from the publishers'
+// goroutines for logs that Publish failed, and from the publishers'
+// goroutines or from Close for logs that Close gave up on; so it must be
+// fast and safe for concurrent use. It may call Close (see Logger.Close).
+// The default logs each error with slog.Default at level Error.
 func WithErrorHandler(h func(error)) Option {
 	return func(lg *Logger) {
 		if h != nil {
@@ -185,17 +197,42 @@ type publisher struct {
 	queueSize int
 	block     bool
 
-	queue                                chan queued
-	enqueued, delivered, failed, dropped atomic.Uint64
+	queue chan queued
+	// room has a token when a worker took a log from the full queue of a
+	// publisher with BlockWhenFull: a Log waiting for room takes it, tries
+	// again, and passes it on if room is left.
+	room chan struct{}
+
+	mu sync.Mutex // guards what follows, so that Stats is one moment's
+	// closed is set when queue is closed: nothing is queued any more.
+	closed bool
+	// The counts of PublishStats; queued counts the Enqueued logs not yet
+	// delivered, failed or dropped, refused the Dropped logs that were
+	// never Enqueued.
+	enqueued, delivered, failed, dropped uint64
+	queued, refused                      uint64
+	// seats are the goroutines that take logs from queue, one per worker;
+	// reporting counts those reporting a failure to the error handler, for
+	// whom Close waits.
+	seats     []*seat
+	reporting int
+	drained   bool // closed, and nothing queued or being reported
+}
+
+// seat is one of a publisher's workers, held by one goroutine at a time;
+// its fields are guarded by the publisher's mu.
+type seat struct {
+	reporting bool // its goroutine is in the error handler
+	// taken is set when Close gave the seat to a new goroutine while this
+	// one was in the error handler, which may be the goroutine that called
+	// Close: once back, that goroutine stops.
+	taken bool
 }
 
 func (p *publisher) stats() PublishStats {
-	return PublishStats{
-		Enqueued:  p.enqueued.Load(),
-		Delivered: p.delivered.Load(),
-		Failed:    p.failed.Load(),
-		Dropped:   p.dropped.Load(),
-	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return PublishStats{Enqueued: p.enqueued, Delivered: p.delivered, Failed: p.failed, Dropped: p.dropped}
 }
 
 // queued is a stored log waiting for a publisher, with the context it was
@@ -226,16 +263,18 @@ func matchAny(patterns []string, action string) bool {
 
 // publishing is the publishing state of a Logger.
 type publishing struct {
-	mu        sync.RWMutex // held for reading while queueing, for writing by Close
-	closed    bool
-	closing   chan struct{} // closed when Close starts, to free Logs waiting for room
-	closeOnce sync.Once
+	life   context.Context // the context of every Publish call; canceled when the drain is over
+	cancel context.CancelCauseFunc
 
-	life    context.Context // the context of every Publish call; canceled when Close gives up
-	cancel  context.CancelFunc
-	workers sync.WaitGroup
+	stopOnce sync.Once
+	closing  chan struct{} // closed when Close is first called, to free Logs waiting for room
 
-	lost atomic.Uint64 // not published because Close gave up
+	undrained atomic.Int32  // publishers not drained yet
+	drained   chan struct{} // closed when every publisher is drained
+
+	mu      sync.Mutex    // held while the drain is declared over
+	over    chan struct{} // closed once the drain is over, when outcome is set
+	outcome error         // what every Close returns
 }
 
 // startPublishing starts the goroutines of every publisher.
@@ -243,66 +282,92 @@ func (lg *Logger) startPublishing() {
 	if len(lg.pubs) == 0 {
 		return
 	}
-	lg.pub.life, lg.pub.cancel = context.WithCancel(context.Background())
-	lg.pub.closing = make(chan struct{})
+	ps := &lg.pub
+	ps.life, ps.cancel = context.WithCancelCause(context.Background())
+	ps.closing = make(chan struct{})
+	ps.drained = make(chan struct{})
+	ps.over = make(chan struct{})
+	ps.undrained.Store(int32(len(lg.pubs)))
 	for _, p := range lg.pubs {
 		p.queue = make(chan queued, p.queueSize)
+		if p.block {
+			p.room = make(chan struct{}, 1)
+		}
 		for range p.workers {
-			lg.pub.workers.Add(1)
-			go lg.work(p)
+			s := &seat{}
+			p.seats = append(p.seats, s)
+			go lg.work(p, s)
 		}
 	}
 }
 
 // publish hands a stored log to every publisher that wants it. Logs it
-// could not queue are reported once the lock is released, so that the
+// could not queue are reported after, outside any lock, so that the
 // error handler may do anything, Close included.
 func (lg *Logger) publish(ctx context.Context, stored *Log) {
 	l := *stored
-	var dropped []*PublishError
-	lg.pub.mu.RLock()
+	var refused []*PublishError
 	for _, p := range lg.pubs {
 		if !p.wants(l.Action) {
 			continue
 		}
 		if err := lg.enqueue(ctx, p, l); err != nil {
-			p.dropped.Add(1)
-			dropped = append(dropped, &PublishError{Publisher: p.name, Log: l, Err: err})
+			refused = append(refused, &PublishError{Publisher: p.name, Log: l, Err: err})
 		}
 	}
-	lg.pub.mu.RUnlock()
-	for _, e := range dropped {
+	for _, e := range refused {
 		lg.onError(e)
 	}
 }
 
-// enqueue puts l in p's queue, or returns why it did not; lg.pub.mu must
-// be held for reading. A queue with BlockWhenFull is waited for until ctx
-// ends, Close starts or the Logger's timeout passes.
+// enqueue puts l in p's queue, or counts it dropped and returns why it did
+// not. A queue with BlockWhenFull is waited for until ctx ends, Close
+// starts or the Logger's timeout passes.
 func (lg *Logger) enqueue(ctx context.Context, p *publisher, l Log) error {
-	if lg.pub.closed {
+	item := queued{ctx: ctx, log: l}
+	p.mu.Lock()
+	if p.closed {
+		p.refuse()
+		p.mu.Unlock()
 		return ErrClosed
 	}
-	item := queued{ctx: ctx, log: l}
-	// Counted before the send, so that no worker counts the log done before
-	// it is counted queued; taken back if the send fails.
-	p.enqueued.Add(1)
+	// Sent and counted under mu, so that no worker settles the log before
+	// it is counted queued.
 	select {
 	case p.queue <- item:
+		p.enqueued++
+		p.queued++
+		p.mu.Unlock()
 		return nil
 	default:
 	}
-	err := ErrQueueFull
-	if p.block {
-		var timeout <-chan time.Time
-		if lg.timeout > 0 {
-			t := time.NewTimer(lg.timeout)
-			defer t.Stop()
-			timeout = t.C
-		}
+	if !p.block {
+		p.refuse()
+		p.mu.Unlock()
+		return ErrQueueFull
+	}
+	p.mu.Unlock()
+	return lg.wait(ctx, p, item)
+}
+
+// refuse counts a log that p's queue did not take; p.mu must be held.
+func (p *publisher) refuse() {
+	p.dropped++
+	p.refused++
+}
+
+// wait puts item in p's full queue once it has room, for BlockWhenFull.
+func (lg *Logger) wait(ctx context.Context, p *publisher, item queued) error {
+	var timeout <-chan time.Time
+	if lg.timeout > 0 {
+		t := time.NewTimer(lg.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		var err error
 		select {
-		case p.queue <- item:
-			return nil
+		case <-p.room:
 		case <-ctx.Done():
 			err = fmt.Errorf("%w: %w", ErrQueueFull, context.Cause(ctx))
 		case <-timeout:
@@ -310,36 +375,176 @@ func (lg *Logger) enqueue(ctx context.Context, p *publisher, l Log) error {
 		case <-lg.pub.closing:
 			err = ErrClosed
 		}
-	}
-	p.enqueued.Add(^uint64(0))
-	return err
-}
-
-func (lg *Logger) drop(p *publisher, l Log, err error) {
-	p.dropped.Add(1)
-	lg.onError(&PublishError{Publisher: p.name, Log: l, Err: err})
-}
-
-// work runs one of p's goroutines until p's queue is closed and empty.
-func (lg *Logger) work(p *publisher) {
-	defer lg.pub.workers.Done()
-	for item := range p.queue {
-		if err := lg.pub.life.Err(); err != nil {
-			// Close gave up waiting: what is still queued is not published.
-			lg.pub.lost.Add(1)
-			lg.drop(p, item.log, err)
-			continue
+		p.mu.Lock()
+		if err == nil && p.closed {
+			err = ErrClosed
 		}
-		err := callPublish(publishCtx{Context: lg.pub.life, values: context.WithoutCancel(item.ctx)}, p, item.log)
 		if err != nil {
-			p.failed.Add(1)
-			if lg.pub.life.Err() != nil {
-				lg.pub.lost.Add(1) // cut short by Close
+			p.refuse()
+			p.mu.Unlock()
+			return err
+		}
+		select {
+		case p.queue <- item:
+			p.enqueued++
+			p.queued++
+			if len(p.queue) < cap(p.queue) {
+				p.signalRoom() // for the next Log waiting
 			}
-			lg.onError(&PublishError{Publisher: p.name, Log: item.log, Err: err})
+			p.mu.Unlock()
+			return nil
+		default: // another Log took the room
+		}
+		p.mu.Unlock()
+	}
+}
+
+// signalRoom tells a Log waiting for room in p's queue that there may be.
+func (p *publisher) signalRoom() {
+	select {
+	case p.room <- struct{}{}:
+	default:
+	}
+}
+
+// settle counts how a queued log taken by s ended: delivered when err is
+// nil, else failed, and then s reports it, which Close waits for.
+func (lg *Logger) settle(p *publisher, s *seat, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.queued--
+	if err == nil {
+		p.delivered++
+		lg.checkDrained(p)
+		return
+	}
+	p.failed++
+	s.reporting = true
+	p.reporting++
+}
+
+// reported records that s is back from the error handler, and reports
+// whether its goroutine still holds it.
+func (lg *Logger) reported(p *publisher, s *seat) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.reporting = false
+	if s.taken {
+		return false
+	}
+	p.reporting--
+	lg.checkDrained(p)
+	return true
+}
+
+// checkDrained notes that p is drained once it is closed and nothing of
+// it is queued or being reported; p.mu must be held.
+func (lg *Logger) checkDrained(p *publisher) {
+	if p.drained || !p.closed || p.queued > 0 || p.reporting > 0 {
+		return
+	}
+	p.drained = true
+	if lg.pub.undrained.Add(-1) == 0 {
+		close(lg.pub.drained)
+	}
+}
+
+// replace gives seat s of p to a new goroutine; p.mu must be held.
+func (lg *Logger) replace(p *publisher, s *seat) {
+	next := &seat{}
+	for i := range p.seats {
+		if p.seats[i] == s {
+			p.seats[i] = next
+		}
+	}
+	go lg.work(p, next)
+}
+
+// take gives seat s of p to a new goroutine, and stops waiting for the
+// report of the one that held it; p.mu must be held.
+func (lg *Logger) take(p *publisher, s *seat) {
+	s.taken = true
+	if s.reporting {
+		p.reporting--
+		lg.checkDrained(p)
+	}
+	lg.replace(p, s)
+}
+
+// abandon gives seat s of p, whose goroutine is ending early, to a new
+// goroutine, unless Close did already.
+func (lg *Logger) abandon(p *publisher, s *seat) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !s.taken {
+		lg.take(p, s)
+	}
+}
+
+// leave removes s from p's seats once the queue is closed and empty.
+func (p *publisher) leave(s *seat) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.seats = slices.DeleteFunc(p.seats, func(t *seat) bool { return t == s })
+}
+
+// errGoexit is the error of a log whose Publish call never returned: the
+// publisher ended its goroutine with runtime.Goexit.
+var errGoexit = errors.New("audit: publisher called runtime.Goexit (as t.Fatal and t.FailNow do) instead of returning")
+
+// Where a worker is, for the clean-up of one whose goroutine ends early.
+const (
+	atQueue = iota
+	inPublish
+	inReport
+	gone
+)
+
+// work runs seat s of p until p's queue is closed and empty, or until s
+// is given to another goroutine while this one is in the error handler.
+//
+// A Publish that panics fails its log. One that calls runtime.Goexit, or
+// an error handler that does, ends the goroutine: the log fails all the
+// same, and the seat goes to a new goroutine.
+func (lg *Logger) work(p *publisher, s *seat) {
+	var item queued
+	at := atQueue
+	defer func() {
+		if at == gone {
+			return
+		}
+		// The goroutine is ending early. The seat goes to a new goroutine
+		// even if the report below ends this one too.
+		defer lg.abandon(p, s)
+		if at == inPublish {
+			lg.settle(p, s, errGoexit)
+			lg.onError(&PublishError{Publisher: p.name, Log: item.log, Err: errGoexit})
+		}
+	}()
+	for {
+		var ok bool
+		if item, ok = <-p.queue; !ok {
+			p.leave(s)
+			at = gone
+			return
+		}
+		if p.room != nil {
+			p.signalRoom()
+		}
+		at = inPublish
+		err := callPublish(publishCtx{Context: lg.pub.life, values: context.WithoutCancel(item.ctx)}, p, item.log)
+		lg.settle(p, s, err)
+		if err == nil {
+			at = atQueue
 			continue
 		}
-		p.delivered.Add(1)
+		at = inReport
+		lg.onError(&PublishError{Publisher: p.name, Log: item.log, Err: err})
+		if !lg.reported(p, s) {
+			at = gone
+			return
+		}
+		at = atQueue
 	}
 }
 
@@ -368,7 +573,7 @@ func (c publishCtx) Value(key any) any {
 }
 
 // Stats returns what the Logger's publishers have done so far, summed
-// over all of them.
+// over all of them. The counts of each publisher are of one moment.
 func (lg *Logger) Stats() PublishStats {
 	var total PublishStats
 	for _, p := range lg.pubs {
@@ -396,51 +601,122 @@ func (lg *Logger) PublisherStats() map[string]PublishStats {
 	return m
 }
 
-// Close stops publishing: it stops queueing logs, waits until the
-// publishers delivered what is queued or ctx ends, and then stops the
-// publishers' goroutines. When ctx ends first, the context of running
-// Publish calls is canceled, what is still queued is dropped and
-// reported, and Close returns an error saying how many logs were not
-// published. Close waits for running Publish calls to return.
+// Close stops publishing and waits for the publishers to finish what is
+// queued.
 //
-// Log and Record keep storing logs after Close — requests still in flight
-// during a graceful shutdown must be audited — but no longer publish them;
-// each such log is reported with ErrClosed. Closing a Logger twice, or one
-// without publishers, does nothing.
+// At once, Close stops queueing: Log and Record keep storing logs —
+// requests still in flight during a graceful shutdown must be audited —,
+// but report each with ErrClosed instead of publishing it, and a Log
+// waiting for room in a queue (BlockWhenFull) is freed the same way.
+// Then Close waits until every queued log is delivered or has failed, and
+// every failure is reported to the error handler, or until ctx ends.
+// When ctx ends first, Close gives up: it cancels the context of the
+// Publish calls still running, drops and reports what is still queued,
+// and returns an error wrapping ctx's cause that counts the logs not
+// published — those dropped and those whose Publish call still runs.
+// Close does not wait for such a call: when it returns, its log counts as
+// Delivered or Failed, and a failure is reported.
+//
+// Close may be called from any goroutine, the error handler included,
+// and more than once. Every call waits for the same drain, bounded by its
+// own ctx: the first ctx to end gives up for all of them. Every call
+// returns the same result, once the drain is over: nil when nothing was
+// given up, else the error of the give-up. The drain does not wait for
+// error handler calls that were running when a Close was called, since
+// one of them may be that Close's caller: their publisher goes on with
+// another goroutine. Close reports the logs it drops itself, so the
+// handler may be called again from within a Close that it called.
+// Closing a Logger without publishers does nothing.
 func (lg *Logger) Close(ctx context.Context) error {
+	if len(lg.pubs) == 0 {
+		return nil
+	}
 	ps := &lg.pub
-	ps.closeOnce.Do(func() {
-		if ps.closing != nil {
-			close(ps.closing)
-		}
-	})
-	ps.mu.Lock()
-	if ps.closed || len(lg.pubs) == 0 {
-		ps.closed = true
-		ps.mu.Unlock()
-		return nil
-	}
-	ps.closed = true
+	ps.stopOnce.Do(lg.stopQueueing)
+	// A seat whose goroutine is in the error handler may be the one
+	// calling Close: it goes to a new goroutine, which takes the rest of
+	// the queue, and the drain waits for that goroutine, not this one.
 	for _, p := range lg.pubs {
-		close(p.queue)
-	}
-	ps.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() {
-		ps.workers.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		ps.cancel()
-		return nil
-	case <-ctx.Done():
-		ps.cancel()
-		<-done
-		if n := ps.lost.Load(); n > 0 {
-			return fmt.Errorf("audit: closing: %d queued logs not published: %w", n, context.Cause(ctx))
+		p.mu.Lock()
+		for _, s := range p.seats {
+			if s.reporting && !s.taken {
+				lg.take(p, s)
+			}
 		}
-		return nil
+		p.mu.Unlock()
+	}
+	select {
+	case <-ps.over:
+	case <-ps.drained:
+		lg.endDrain(nil)
+	case <-ctx.Done():
+		lg.endDrain(ctx)
+	}
+	return ps.outcome
+}
+
+// stopQueueing closes every queue, once.
+func (lg *Logger) stopQueueing() {
+	close(lg.pub.closing) // frees the Logs waiting for room
+	for _, p := range lg.pubs {
+		p.mu.Lock()
+		p.closed = true
+		close(p.queue)
+		lg.checkDrained(p)
+		p.mu.Unlock()
+	}
+}
+
+// endDrain declares the drain over, unless it is already: when every
+// publisher is drained, with no error; else, when closing ended, by giving
+// up what is left.
+func (lg *Logger) endDrain(closing context.Context) {
+	ps := &lg.pub
+	ps.mu.Lock()
+	select {
+	case <-ps.over:
+		ps.mu.Unlock()
+		return
+	default:
+	}
+	select {
+	case <-ps.drained:
+		closing = nil
+	default:
+	}
+	if closing == nil {
+		ps.cancel(ErrClosed)
+		close(ps.over)
+		ps.mu.Unlock()
+		return
+	}
+	// What is queued is dropped, and what is being published is left to
+	// finish: the queues are closed, so once they are empty no worker
+	// takes another log. Then the running Publish calls see their context
+	// canceled, with closing's cause.
+	cause := context.Cause(closing)
+	var dropped []*PublishError
+	running := uint64(0)
+	for _, p := range lg.pubs {
+		for item := range p.queue { // closed: this ends once it is empty
+			p.mu.Lock()
+			p.queued--
+			p.dropped++
+			p.mu.Unlock()
+			dropped = append(dropped, &PublishError{Publisher: p.name, Log: item.log, Err: cause})
+		}
+		p.mu.Lock()
+		running += p.queued
+		p.mu.Unlock()
+	}
+	ps.cancel(cause)
+	if n := uint64(len(dropped)) + running; n > 0 {
+		ps.outcome = fmt.Errorf("audit: closing: %d logs not published (%d dropped from the queues, %d still being published): %w",
+			n, len(dropped), running, cause)
+	}
+	close(ps.over)
+	ps.mu.Unlock()
+	for _, e := range dropped {
+		lg.onError(e)
 	}
 }

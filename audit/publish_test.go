@@ -515,9 +515,11 @@ func TestPublishCloseGivesUp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	err := lg.Close(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "10 queued logs") {
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "10 logs not published (9 dropped from the queues, 1 still being published)") {
 		t.Fatalf("got %v, want a deadline error counting the 10 logs not published", err)
 	}
+	// The log being published is reported by its worker, once Publish
+	// returns from the canceled context: Close did not wait for it.
 	checkNoPublishGoroutines(t)
 	if errs := seen.all(); len(errs) != 10 {
 		t.Errorf("got %d reports, want 10", len(errs))
@@ -616,5 +618,225 @@ func BenchmarkLoggerLogPublishing(b *testing.B) {
 			defer cancel()
 			_ = lg.Close(closeCtx) // what the slow publisher has not taken is expected to be dropped
 		})
+	}
+}
+
+// within fails t unless done is closed within a generous bound: a guard
+// against a deadlock, not a measure of speed.
+func within(t *testing.T, what string, done <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: still waiting after 10s, a deadlock", what)
+	}
+}
+
+func TestPublishCloseFromErrorHandlerOfAWorker(t *testing.T) {
+	// The handler closes the Logger when the first Publish fails. It runs
+	// on the one worker that would drain the queue: Close must neither
+	// wait for itself nor leave the rest of the queue unpublished.
+	release := make(chan struct{})
+	seen := &errorsSeen{}
+	closed := make(chan struct{})
+	var closeErr error
+	var once sync.Once
+	var lg *audit.Logger
+	lg = audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(_ context.Context, l audit.Log) error {
+			if l.Action == "app.fail" {
+				<-release
+				return errors.New("refused")
+			}
+			return nil
+		}), audit.PublishQueueSize(16)),
+		audit.WithErrorHandler(func(err error) {
+			seen.handle(err)
+			once.Do(func() {
+				closeErr = lg.Close(context.Background())
+				close(closed)
+			})
+		}),
+	)
+	for _, a := range []string{"app.fail", "app.a", "app.b", "app.c", "app.d"} {
+		if err := lg.Log(userCtx, a, audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	within(t, "Close called from the error handler on a worker", closed)
+	if closeErr != nil {
+		t.Errorf("Close from the error handler: got %v, want nil: every log was delivered or failed", closeErr)
+	}
+	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 5, Delivered: 4, Failed: 1}); got != want {
+		t.Errorf("got stats %+v, want %+v: the rest of the queue is published", got, want)
+	}
+	if err := lg.Close(context.Background()); err != nil {
+		t.Errorf("a later Close: got %v, want nil, the outcome of the drain", err)
+	}
+	checkNoPublishGoroutines(t)
+	if errs := seen.all(); len(errs) != 1 {
+		t.Errorf("got %d reports, want the one failure", len(errs))
+	}
+}
+
+func TestPublishLaterCloseWaitsForTheDrain(t *testing.T) {
+	// While a Close called from the error handler drains the queue, a
+	// Close from elsewhere waits for the same drain: it does not return
+	// nil with logs still queued.
+	release := make(chan struct{})
+	inClose := make(chan struct{})
+	var once sync.Once
+	var lg *audit.Logger
+	lg = audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(_ context.Context, l audit.Log) error {
+			if l.Action == "app.fail" {
+				return errors.New("refused")
+			}
+			<-release
+			return nil
+		}), audit.PublishWorkers(2)),
+		audit.WithErrorHandler(func(error) {
+			once.Do(func() {
+				close(inClose)
+				_ = lg.Close(context.Background())
+			})
+		}),
+	)
+	for _, a := range []string{"app.a", "app.fail", "app.b", "app.c"} {
+		if err := lg.Log(userCtx, a, audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	within(t, "the error handler calling Close", inClose)
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		close(release)
+	}()
+	done := make(chan struct{})
+	var err error
+	go func() {
+		err = lg.Close(context.Background())
+		close(done)
+	}()
+	within(t, "Close while another Close drains", done)
+	if err != nil {
+		t.Errorf("got %v, want nil", err)
+	}
+	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 4, Delivered: 3, Failed: 1}); got != want {
+		t.Errorf("when Close returned: got stats %+v, want %+v: Close returns once the drain is over", got, want)
+	}
+	checkNoPublishGoroutines(t)
+}
+
+func TestPublishConcurrentCloseSameOutcome(t *testing.T) {
+	// A publisher that delivers nothing until canceled, and Close called
+	// three times: without a deadline, with one, and after both. The
+	// deadline gives up for all, and all report the same loss.
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, _ audit.Log) error {
+			<-ctx.Done()
+			return ctx.Err()
+		})),
+		audit.WithErrorHandler(func(error) {}),
+	)
+	for range 3 {
+		if err := lg.Log(userCtx, "app.x", audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	patient := make(chan struct{})
+	var patientErr error
+	go func() {
+		patientErr = lg.Close(context.Background())
+		close(patient)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	err := lg.Close(ctx)
+	within(t, "Close without a deadline, after another gave up", patient)
+	later := lg.Close(context.Background())
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close with a deadline: got %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+	for name, got := range map[string]error{"Close without a deadline": patientErr, "a later Close": later} {
+		if got == nil || got.Error() != err.Error() || !errors.Is(got, context.DeadlineExceeded) {
+			t.Errorf("%s: got %v, want %v: every Close reports the same outcome", name, got, err)
+		}
+	}
+	checkNoPublishGoroutines(t)
+}
+
+func TestPublishGoexit(t *testing.T) {
+	// A publisher that calls runtime.Goexit, as t.Fatal does, fails its
+	// log; the worker is replaced and the queue goes on.
+	rec := &recorder{}
+	seen := &errorsSeen{}
+	release := make(chan struct{})
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, l audit.Log) error {
+			<-release
+			if l.Action == "app.exit" {
+				runtime.Goexit()
+			}
+			return rec.Publish(ctx, l)
+		})),
+		audit.WithErrorHandler(seen.handle),
+	)
+	for _, a := range []string{"app.a", "app.exit", "app.b", "app.exit", "app.c"} {
+		if err := lg.Log(userCtx, a, audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	mustClose(t, lg)
+	if got, want := rec.actions(), []string{"app.a", "app.b", "app.c"}; !slices.Equal(got, want) {
+		t.Errorf("got %v delivered, want %v", got, want)
+	}
+	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 5, Delivered: 3, Failed: 2}); got != want {
+		t.Errorf("got stats %+v, want %+v", got, want)
+	}
+	errs := seen.all()
+	if len(errs) != 2 {
+		t.Fatalf("got %d reports, want 2", len(errs))
+	}
+	for _, e := range errs {
+		if e.Log.Action != "app.exit" || !strings.Contains(e.Error(), "runtime.Goexit") {
+			t.Errorf("got report %v, want the log whose Publish called runtime.Goexit", e)
+		}
+	}
+}
+
+func TestPublishErrorHandlerGoexit(t *testing.T) {
+	// An error handler that calls runtime.Goexit, as t.FailNow does, ends
+	// the worker it runs on: another takes its place.
+	rec := &recorder{}
+	var reports atomic.Int32
+	release := make(chan struct{})
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, l audit.Log) error {
+			<-release
+			if l.Action == "app.fail" {
+				return errors.New("refused")
+			}
+			return rec.Publish(ctx, l)
+		})),
+		audit.WithErrorHandler(func(error) {
+			reports.Add(1)
+			runtime.Goexit()
+		}),
+	)
+	for _, a := range []string{"app.fail", "app.a", "app.fail", "app.b"} {
+		if err := lg.Log(userCtx, a, audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	mustClose(t, lg)
+	if got, want := rec.actions(), []string{"app.a", "app.b"}; !slices.Equal(got, want) {
+		t.Errorf("got %v delivered, want %v", got, want)
+	}
+	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 4, Delivered: 2, Failed: 2}); got != want || reports.Load() != 2 {
+		t.Errorf("got stats %+v and %d reports, want %+v and 2", got, reports.Load(), want)
 	}
 }
