@@ -73,10 +73,10 @@ func (e *PublishError) Unwrap() error { return e.Err }
 // it, or else Dropped at once: the queue was full (and stayed full while
 // Log waited, with BlockWhenFull), or the Logger was closed. Every
 // Enqueued log ends Delivered, Failed or Dropped (when Close gives up), or
-// is still queued or being published; so once Close has returned nil,
-// Enqueued is Delivered + Failed, and every Failed or Dropped log has been
-// reported to the error handler. The counts of each publisher are read at
-// one moment.
+// is still queued or being published; so once Close has returned, Enqueued
+// is Delivered + Failed + the Dropped that had been queued. Every Failed
+// and Dropped log is reported to the error handler. The counts of each
+// publisher are read at one moment.
 type PublishStats struct {
 	Enqueued  uint64 // logs put in a publisher's queue
 	Delivered uint64 // Publish returned nil
@@ -197,31 +197,42 @@ type publisher struct {
 	queueSize int
 	block     bool
 
-	queue chan queued
-	// room has a token when a worker took a log from the full queue of a
+	// room has a token when a worker took a log from the queue of a
 	// publisher with BlockWhenFull: a Log waiting for room takes it, tries
 	// again, and passes it on if room is left.
 	room chan struct{}
 
-	mu sync.Mutex // guards what follows, so that Stats is one moment's
-	// closed is set when queue is closed: nothing is queued any more.
+	// mu guards what follows. The queue and the counts change together
+	// under it, so that a log is always counted once, and Stats reads one
+	// moment.
+	mu    sync.Mutex
+	ready sync.Cond // on mu: a log was queued, or the queue closed
+	// The queue: a ring of queueSize logs, n of them from head on.
+	ring    []queued
+	head, n int
+	// closed is set when Close starts: nothing is queued any more.
 	closed bool
-	// The counts of PublishStats; queued counts the Enqueued logs not yet
-	// delivered, failed or dropped, refused the Dropped logs that were
-	// never Enqueued.
+	// The counts of PublishStats; held counts the Enqueued logs not yet
+	// delivered, failed or dropped (queued, or being published), refused
+	// the Dropped logs that were never Enqueued.
 	enqueued, delivered, failed, dropped uint64
-	queued, refused                      uint64
-	// seats are the goroutines that take logs from queue, one per worker;
-	// reporting counts those reporting a failure to the error handler, for
+	held, refused                        uint64
+	// seats are the goroutines that take logs from the queue, one per
+	// worker; reporting counts those reporting to the error handler, for
 	// whom Close waits.
 	seats     []*seat
 	reporting int
-	drained   bool // closed, and nothing queued or being reported
+	drained   bool // closed, and nothing held or being reported
 }
 
 // seat is one of a publisher's workers, held by one goroutine at a time;
 // its fields are guarded by the publisher's mu.
 type seat struct {
+	publishing bool // its goroutine is in Publish, with log
+	log        Log
+	// cut is set when Close gave up while the goroutine was in Publish:
+	// the log is counted and reported already.
+	cut       bool
 	reporting bool // its goroutine is in the error handler
 	// taken is set when Close gave the seat to a new goroutine while this
 	// one was in the error handler, which may be the goroutine that called
@@ -240,6 +251,41 @@ func (p *publisher) stats() PublishStats {
 type queued struct {
 	ctx context.Context
 	log Log
+}
+
+// push queues item if there is room; p.mu must be held.
+func (p *publisher) push(item queued) bool {
+	if p.n == len(p.ring) {
+		return false
+	}
+	p.ring[(p.head+p.n)%len(p.ring)] = item
+	p.n++
+	p.enqueued++
+	p.held++
+	p.ready.Signal()
+	return true
+}
+
+// pop takes the oldest queued log; p.mu must be held and p.n > 0.
+func (p *publisher) pop() queued {
+	item := p.ring[p.head]
+	p.ring[p.head] = queued{}
+	p.head = (p.head + 1) % len(p.ring)
+	p.n--
+	p.signalRoom()
+	return item
+}
+
+// signalRoom tells a Log waiting for room in p's queue, if any, that there
+// may be; p.mu must be held.
+func (p *publisher) signalRoom() {
+	if p.room == nil {
+		return
+	}
+	select {
+	case p.room <- struct{}{}:
+	default: // a token is there already
+	}
 }
 
 func (p *publisher) wants(action string) bool {
@@ -289,7 +335,8 @@ func (lg *Logger) startPublishing() {
 	ps.over = make(chan struct{})
 	ps.undrained.Store(int32(len(lg.pubs)))
 	for _, p := range lg.pubs {
-		p.queue = make(chan queued, p.queueSize)
+		p.ring = make([]queued, p.queueSize)
+		p.ready.L = &p.mu
 		if p.block {
 			p.room = make(chan struct{}, 1)
 		}
@@ -326,28 +373,22 @@ func (lg *Logger) publish(ctx context.Context, stored *Log) {
 func (lg *Logger) enqueue(ctx context.Context, p *publisher, l Log) error {
 	item := queued{ctx: ctx, log: l}
 	p.mu.Lock()
-	if p.closed {
-		p.refuse()
+	var err error
+	switch {
+	case p.closed:
+		err = ErrClosed
+	case p.push(item):
+	case p.block:
 		p.mu.Unlock()
-		return ErrClosed
-	}
-	// Sent and counted under mu, so that no worker settles the log before
-	// it is counted queued.
-	select {
-	case p.queue <- item:
-		p.enqueued++
-		p.queued++
-		p.mu.Unlock()
-		return nil
+		return lg.wait(ctx, p, item)
 	default:
+		err = ErrQueueFull
 	}
-	if !p.block {
+	if err != nil {
 		p.refuse()
-		p.mu.Unlock()
-		return ErrQueueFull
 	}
 	p.mu.Unlock()
-	return lg.wait(ctx, p, item)
+	return err
 }
 
 // refuse counts a log that p's queue did not take; p.mu must be held.
@@ -379,48 +420,61 @@ func (lg *Logger) wait(ctx context.Context, p *publisher, item queued) error {
 		if err == nil && p.closed {
 			err = ErrClosed
 		}
+		if err == nil && p.push(item) {
+			if p.n < len(p.ring) {
+				p.signalRoom() // room is left, for the next Log waiting
+			}
+			p.mu.Unlock()
+			return nil
+		}
 		if err != nil {
 			p.refuse()
 			p.mu.Unlock()
 			return err
 		}
-		select {
-		case p.queue <- item:
-			p.enqueued++
-			p.queued++
-			if len(p.queue) < cap(p.queue) {
-				p.signalRoom() // for the next Log waiting
-			}
-			p.mu.Unlock()
-			return nil
-		default: // another Log took the room
-		}
-		p.mu.Unlock()
+		p.mu.Unlock() // another Log took the room
 	}
 }
 
-// signalRoom tells a Log waiting for room in p's queue that there may be.
-func (p *publisher) signalRoom() {
-	select {
-	case p.room <- struct{}{}:
-	default:
-	}
-}
-
-// settle counts how a queued log taken by s ended: delivered when err is
-// nil, else failed, and then s reports it, which Close waits for.
-func (lg *Logger) settle(p *publisher, s *seat, err error) {
+// take waits for a log in p's queue for seat s, and returns it, or false
+// once the queue is closed and empty.
+func (p *publisher) take(s *seat) (queued, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.queued--
+	for p.n == 0 && !p.closed {
+		p.ready.Wait()
+	}
+	if p.n == 0 {
+		p.seats = slices.DeleteFunc(p.seats, func(t *seat) bool { return t == s })
+		return queued{}, false
+	}
+	item := p.pop()
+	s.publishing, s.log = true, item.log
+	return item, true
+}
+
+// settle counts how the Publish call of seat s ended: delivered when err
+// is nil, else failed, and then s is to report it, which Close waits for.
+// It reports whether s is to report it: not when the log was delivered,
+// nor when Close gave up on it while Publish ran and reported it.
+func (lg *Logger) settle(p *publisher, s *seat, err error) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.publishing, s.log = false, Log{}
+	if s.cut {
+		s.cut = false
+		return false
+	}
+	p.held--
 	if err == nil {
 		p.delivered++
 		lg.checkDrained(p)
-		return
+		return false
 	}
 	p.failed++
 	s.reporting = true
 	p.reporting++
+	return true
 }
 
 // reported records that s is back from the error handler, and reports
@@ -438,9 +492,9 @@ func (lg *Logger) reported(p *publisher, s *seat) bool {
 }
 
 // checkDrained notes that p is drained once it is closed and nothing of
-// it is queued or being reported; p.mu must be held.
+// it is held or being reported; p.mu must be held.
 func (lg *Logger) checkDrained(p *publisher) {
-	if p.drained || !p.closed || p.queued > 0 || p.reporting > 0 {
+	if p.drained || !p.closed || p.held > 0 || p.reporting > 0 {
 		return
 	}
 	p.drained = true
@@ -449,8 +503,14 @@ func (lg *Logger) checkDrained(p *publisher) {
 	}
 }
 
-// replace gives seat s of p to a new goroutine; p.mu must be held.
-func (lg *Logger) replace(p *publisher, s *seat) {
+// giveSeat gives seat s of p to a new goroutine, and stops waiting for
+// the report of the one that held it; p.mu must be held.
+func (lg *Logger) giveSeat(p *publisher, s *seat) {
+	s.taken = true
+	if s.reporting {
+		p.reporting--
+		lg.checkDrained(p)
+	}
 	next := &seat{}
 	for i := range p.seats {
 		if p.seats[i] == s {
@@ -460,32 +520,14 @@ func (lg *Logger) replace(p *publisher, s *seat) {
 	go lg.work(p, next)
 }
 
-// take gives seat s of p to a new goroutine, and stops waiting for the
-// report of the one that held it; p.mu must be held.
-func (lg *Logger) take(p *publisher, s *seat) {
-	s.taken = true
-	if s.reporting {
-		p.reporting--
-		lg.checkDrained(p)
-	}
-	lg.replace(p, s)
-}
-
 // abandon gives seat s of p, whose goroutine is ending early, to a new
 // goroutine, unless Close did already.
 func (lg *Logger) abandon(p *publisher, s *seat) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !s.taken {
-		lg.take(p, s)
+		lg.giveSeat(p, s)
 	}
-}
-
-// leave removes s from p's seats once the queue is closed and empty.
-func (p *publisher) leave(s *seat) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.seats = slices.DeleteFunc(p.seats, func(t *seat) bool { return t == s })
 }
 
 // errGoexit is the error of a log whose Publish call never returned: the
@@ -516,25 +558,19 @@ func (lg *Logger) work(p *publisher, s *seat) {
 		// The goroutine is ending early. The seat goes to a new goroutine
 		// even if the report below ends this one too.
 		defer lg.abandon(p, s)
-		if at == inPublish {
-			lg.settle(p, s, errGoexit)
+		if at == inPublish && lg.settle(p, s, errGoexit) {
 			lg.onError(&PublishError{Publisher: p.name, Log: item.log, Err: errGoexit})
 		}
 	}()
 	for {
 		var ok bool
-		if item, ok = <-p.queue; !ok {
-			p.leave(s)
+		if item, ok = p.take(s); !ok {
 			at = gone
 			return
 		}
-		if p.room != nil {
-			p.signalRoom()
-		}
 		at = inPublish
 		err := callPublish(publishCtx{Context: lg.pub.life, values: context.WithoutCancel(item.ctx)}, p, item.log)
-		lg.settle(p, s, err)
-		if err == nil {
+		if !lg.settle(p, s, err) {
 			at = atQueue
 			continue
 		}
@@ -610,12 +646,12 @@ func (lg *Logger) PublisherStats() map[string]PublishStats {
 // waiting for room in a queue (BlockWhenFull) is freed the same way.
 // Then Close waits until every queued log is delivered or has failed, and
 // every failure is reported to the error handler, or until ctx ends.
-// When ctx ends first, Close gives up: it cancels the context of the
-// Publish calls still running, drops and reports what is still queued,
-// and returns an error wrapping ctx's cause that counts the logs not
-// published — those dropped and those whose Publish call still runs.
-// Close does not wait for such a call: when it returns, its log counts as
-// Delivered or Failed, and a failure is reported.
+// When ctx ends first, Close gives up: it drops the logs still queued, and
+// fails those whose Publish call still runs, whose context it cancels.
+// It does not wait for those calls, so it reports their logs as failed
+// with an error that says they may be delivered yet, and ignores what the
+// calls return. Close reports the logs it gives up itself, and returns an
+// error wrapping ctx's cause that counts them.
 //
 // Close may be called from any goroutine, the error handler included,
 // and more than once. Every call waits for the same drain, bounded by its
@@ -624,9 +660,9 @@ func (lg *Logger) PublisherStats() map[string]PublishStats {
 // given up, else the error of the give-up. The drain does not wait for
 // error handler calls that were running when a Close was called, since
 // one of them may be that Close's caller: their publisher goes on with
-// another goroutine. Close reports the logs it drops itself, so the
-// handler may be called again from within a Close that it called.
-// Closing a Logger without publishers does nothing.
+// another goroutine. A handler that calls Close may be called again from
+// within that Close, for a log it gives up. Closing a Logger without
+// publishers does nothing.
 func (lg *Logger) Close(ctx context.Context) error {
 	if len(lg.pubs) == 0 {
 		return nil
@@ -640,7 +676,7 @@ func (lg *Logger) Close(ctx context.Context) error {
 		p.mu.Lock()
 		for _, s := range p.seats {
 			if s.reporting && !s.taken {
-				lg.take(p, s)
+				lg.giveSeat(p, s)
 			}
 		}
 		p.mu.Unlock()
@@ -661,7 +697,7 @@ func (lg *Logger) stopQueueing() {
 	for _, p := range lg.pubs {
 		p.mu.Lock()
 		p.closed = true
-		close(p.queue)
+		p.ready.Broadcast()
 		lg.checkDrained(p)
 		p.mu.Unlock()
 	}
@@ -690,33 +726,42 @@ func (lg *Logger) endDrain(closing context.Context) {
 		ps.mu.Unlock()
 		return
 	}
-	// What is queued is dropped, and what is being published is left to
-	// finish: the queues are closed, so once they are empty no worker
-	// takes another log. Then the running Publish calls see their context
-	// canceled, with closing's cause.
+	// What is queued is dropped. What is being published fails now: the
+	// call is canceled, and Close does not wait for it, so its outcome is
+	// not known; it may deliver the log yet.
 	cause := context.Cause(closing)
-	var dropped []*PublishError
-	running := uint64(0)
+	cut := fmt.Errorf("audit: Close gave up while the log was being published, which may deliver it yet: %w", cause)
+	var lost []*PublishError
+	var dropped, failed int
 	for _, p := range lg.pubs {
-		for item := range p.queue { // closed: this ends once it is empty
-			p.mu.Lock()
-			p.queued--
-			p.dropped++
-			p.mu.Unlock()
-			dropped = append(dropped, &PublishError{Publisher: p.name, Log: item.log, Err: cause})
-		}
 		p.mu.Lock()
-		running += p.queued
+		for p.n > 0 {
+			item := p.pop()
+			p.held--
+			p.dropped++
+			lost = append(lost, &PublishError{Publisher: p.name, Log: item.log, Err: cause})
+			dropped++
+		}
+		for _, s := range p.seats {
+			if s.publishing && !s.cut {
+				s.cut = true
+				p.held--
+				p.failed++
+				lost = append(lost, &PublishError{Publisher: p.name, Log: s.log, Err: cut})
+				failed++
+			}
+		}
+		lg.checkDrained(p)
 		p.mu.Unlock()
 	}
 	ps.cancel(cause)
-	if n := uint64(len(dropped)) + running; n > 0 {
-		ps.outcome = fmt.Errorf("audit: closing: %d logs not published (%d dropped from the queues, %d still being published): %w",
-			n, len(dropped), running, cause)
+	if len(lost) > 0 {
+		ps.outcome = fmt.Errorf("audit: closing: %d logs not published (%d dropped from the queues, %d cut short while being published): %w",
+			len(lost), dropped, failed, cause)
 	}
 	close(ps.over)
 	ps.mu.Unlock()
-	for _, e := range dropped {
+	for _, e := range lost {
 		lg.onError(e)
 	}
 }

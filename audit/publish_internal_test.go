@@ -25,7 +25,7 @@ func (p *publisher) counts() publishCounts {
 	defer p.mu.Unlock()
 	return publishCounts{
 		PublishStats: PublishStats{Enqueued: p.enqueued, Delivered: p.delivered, Failed: p.failed, Dropped: p.dropped},
-		Queued:       p.queued,
+		Queued:       p.held,
 		Refused:      p.refused,
 	}
 }
