@@ -686,7 +686,7 @@ func (lg *Logger) Close(ctx context.Context) error {
 	case <-ps.drained:
 		lg.endDrain(nil)
 	case <-ctx.Done():
-		lg.endDrain(ctx)
+		lg.endDrain(context.Cause(ctx))
 	}
 	return ps.outcome
 }
@@ -704,9 +704,9 @@ func (lg *Logger) stopQueueing() {
 }
 
 // endDrain declares the drain over, unless it is already: when every
-// publisher is drained, with no error; else, when closing ended, by giving
-// up what is left.
-func (lg *Logger) endDrain(closing context.Context) {
+// publisher is drained, with no error; else, when the ctx of a Close ended
+// with cause, by giving up what is left.
+func (lg *Logger) endDrain(cause error) {
 	ps := &lg.pub
 	ps.mu.Lock()
 	select {
@@ -717,10 +717,10 @@ func (lg *Logger) endDrain(closing context.Context) {
 	}
 	select {
 	case <-ps.drained:
-		closing = nil
+		cause = nil
 	default:
 	}
-	if closing == nil {
+	if cause == nil {
 		ps.cancel(ErrClosed)
 		close(ps.over)
 		ps.mu.Unlock()
@@ -729,7 +729,6 @@ func (lg *Logger) endDrain(closing context.Context) {
 	// What is queued is dropped. What is being published fails now: the
 	// call is canceled, and Close does not wait for it, so its outcome is
 	// not known; it may deliver the log yet.
-	cause := context.Cause(closing)
 	cut := fmt.Errorf("audit: Close gave up while the log was being published, which may deliver it yet: %w", cause)
 	var lost []*PublishError
 	var dropped, failed int

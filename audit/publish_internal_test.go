@@ -64,7 +64,7 @@ func TestPublishCountsAddUp(t *testing.T) {
 	}
 	var seq atomic.Uint64
 	flaky := PublisherFunc(func(ctx context.Context, _ Log) error {
-		// A fixed sequence of behaviours, so that each shows up however
+		// A fixed sequence of behaviors, so that each shows up however
 		// the goroutines interleave.
 		switch seq.Add(1) % 10 {
 		case 0, 1, 2:

@@ -189,7 +189,7 @@ func secretByDefinition(key string, fragments []string) bool {
 		}
 	start:
 		for i := 0; i+len(f) <= len(k); i++ {
-			if len(f) <= 4 && !(at[i] && at[i+len(f)]) {
+			if len(f) <= 4 && (!at[i] || !at[i+len(f)]) {
 				continue
 			}
 			for j := range f {
