@@ -623,6 +623,16 @@ func BenchmarkLoggerLogPublishing(b *testing.B) {
 	}
 }
 
+// mustLog logs each action with lg, in order.
+func mustLog(t *testing.T, lg *audit.Logger, actions ...string) {
+	t.Helper()
+	for _, a := range actions {
+		if err := lg.Log(userCtx, a, audit.Target{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // within fails t unless done is closed within a generous bound: a guard
 // against a deadlock, not a measure of speed.
 func within(t *testing.T, what string, done <-chan struct{}) {
@@ -660,11 +670,7 @@ func TestPublishCloseFromErrorHandlerOfAWorker(t *testing.T) {
 			})
 		}),
 	)
-	for _, a := range []string{"app.fail", "app.a", "app.b", "app.c", "app.d"} {
-		if err := lg.Log(userCtx, a, audit.Target{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustLog(t, lg, "app.fail", "app.a", "app.b", "app.c", "app.d")
 	close(release)
 	within(t, "Close called from the error handler on a worker", closed)
 	if closeErr != nil {
@@ -709,11 +715,7 @@ func TestPublishLaterCloseWaitsForTheDrain(t *testing.T) {
 			})
 		}),
 	)
-	for _, a := range []string{"app.a", "app.fail", "app.b", "app.c"} {
-		if err := lg.Log(userCtx, a, audit.Target{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustLog(t, lg, "app.a", "app.fail", "app.b", "app.c")
 	close(queued)
 	within(t, "the error handler calling Close", inClose)
 	go func() {
@@ -790,11 +792,7 @@ func TestPublishGoexit(t *testing.T) {
 		})),
 		audit.WithErrorHandler(seen.handle),
 	)
-	for _, a := range []string{"app.a", "app.exit", "app.b", "app.exit", "app.c"} {
-		if err := lg.Log(userCtx, a, audit.Target{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustLog(t, lg, "app.a", "app.exit", "app.b", "app.exit", "app.c")
 	close(release)
 	mustClose(t, lg)
 	if got, want := rec.actions(), []string{"app.a", "app.b", "app.c"}; !slices.Equal(got, want) {
@@ -833,11 +831,7 @@ func TestPublishErrorHandlerGoexit(t *testing.T) {
 			runtime.Goexit()
 		}),
 	)
-	for _, a := range []string{"app.fail", "app.a", "app.fail", "app.b"} {
-		if err := lg.Log(userCtx, a, audit.Target{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustLog(t, lg, "app.fail", "app.a", "app.fail", "app.b")
 	close(release)
 	mustClose(t, lg)
 	if got, want := rec.actions(), []string{"app.a", "app.b"}; !slices.Equal(got, want) {
