@@ -117,12 +117,13 @@ func checkConcurrentUse(t *testing.T, k *kit) {
 		perWriter = 40 //
 		racers    = 6  // each tries to store every one of dupIDs IDs, all at once
 		dupIDs    = 16
-		readers   = 2 // each walks every log walks times
+		readers   = 2 // each walks every log, at least walks times and until the others are done
 		walks     = 10
 	)
 	repo := k.mustRepo(t)
 	var (
 		wg      sync.WaitGroup
+		writing sync.WaitGroup // the writers and racers
 		start   = make(chan struct{})
 		mu      sync.Mutex
 		all     []audit.Log
@@ -167,8 +168,10 @@ func checkConcurrentUse(t *testing.T, k *kit) {
 			expected[l.ID+"/"+l.Actor.ID] = stored(l)
 		}
 		wg.Add(1)
+		writing.Add(1)
 		go func() {
 			defer wg.Done()
+			defer writing.Done()
 			<-start
 			var mine []audit.Log
 			defer func() {
@@ -207,8 +210,10 @@ func checkConcurrentUse(t *testing.T, k *kit) {
 	// each ID succeeds, the others get ErrAlreadyExists.
 	for r := range racers {
 		wg.Add(1)
+		writing.Add(1)
 		go func() {
 			defer wg.Done()
+			defer writing.Done()
 			<-start
 			for i := range dupIDs {
 				ready[i].Done()
@@ -228,15 +233,27 @@ func checkConcurrentUse(t *testing.T, k *kit) {
 		}()
 	}
 
-	// Readers walk every log while the others write. Logs written
-	// meanwhile may or may not show up, but a walk never goes back: each
-	// log comes strictly after the previous one, newest first.
+	// Readers walk every log for as long as the others write. Logs
+	// written meanwhile may or may not show up, but a walk never goes
+	// back: each log comes strictly after the previous one, newest first.
+	written := make(chan struct{})
+	go func() {
+		writing.Wait()
+		close(written)
+	}()
 	for range readers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			for range walks {
+			for walk := 0; ; walk++ {
+				if walk >= walks {
+					select {
+					case <-written:
+						return
+					default:
+					}
+				}
 				f := audit.Filter{Limit: 50}
 				var prev audit.Log
 				for n := 0; n < writers*perWriter+dupIDs; n++ {
