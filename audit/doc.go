@@ -60,6 +60,18 @@
 // keyset: [NextCursor] continues a [Filter] after the page it was given,
 // without duplicates or gaps while new logs are written.
 //
+// # Errors
+//
+// Errors are wrapped with detail and tested with errors.Is against the
+// package's sentinels: [ErrInvalidLog] for a log that fails
+// [Log.Validate] (a [*ValidationError] names the field), [ErrInvalidFilter]
+// for a [Filter] that fails [Filter.Validate], [ErrAlreadyExists] for a
+// log whose ID is stored already, [ErrNotFound] for an ID that is not, and
+// [ErrMaybeStored] for a store whose outcome a [Repository] cannot know —
+// the safe retry is [Logger.Record] with the same log, under the same ID.
+// What a publisher did not deliver is reported as a [*PublishError],
+// whose cause may be [ErrQueueFull] or [ErrClosed].
+//
 // # Publishing
 //
 // A Logger can hand every stored log to [Publisher]s — a webhook, a log
