@@ -661,8 +661,10 @@ func (lg *Logger) PublisherStats() map[string]PublishStats {
 // error handler calls that were running when a Close was called, since
 // one of them may be that Close's caller: their publisher goes on with
 // another goroutine. A handler that calls Close may be called again from
-// within that Close, for a log it gives up. Closing a Logger without
-// publishers does nothing.
+// within that Close, for a log it gives up. A Close called from Publish
+// waits for that very call, so it returns only when its ctx ends; call it
+// from the error handler instead. Closing a Logger without publishers
+// does nothing.
 func (lg *Logger) Close(ctx context.Context) error {
 	if len(lg.pubs) == 0 {
 		return nil

@@ -841,3 +841,33 @@ func TestPublishErrorHandlerGoexit(t *testing.T) {
 		t.Errorf("got stats %+v and %d reports, want %+v and 2", got, reports.Load(), want)
 	}
 }
+
+func TestPublishCloseFromPublishIsBoundedByItsContext(t *testing.T) {
+	// Publish cannot be waited for by a Close it calls; the ctx of that
+	// Close still bounds it, and the log counts as failed.
+	closed := make(chan error, 1)
+	var lg *audit.Logger
+	lg = audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(context.Context, audit.Log) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			closed <- lg.Close(ctx)
+			return nil
+		})),
+		audit.WithErrorHandler(func(error) {}),
+	)
+	mustLog(t, lg, "app.x")
+	var err error
+	select {
+	case err = <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close from Publish: still waiting after 10s")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Close from Publish: got %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+	checkNoPublishGoroutines(t)
+	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 1, Failed: 1}); got != want {
+		t.Errorf("got stats %+v, want %+v: the log Close gave up on failed, whatever Publish returned after", got, want)
+	}
+}
