@@ -69,19 +69,27 @@ func (e *PublishError) Unwrap() error { return e.Err }
 // PublishStats counts what a Logger's publishers did, summed over all of
 // them: a log sent to two publishers counts twice.
 //
-// A log that passes a publisher's filters is Enqueued when its queue takes
-// it, or else Dropped at once: the queue was full (and stayed full while
-// Log waited, with BlockWhenFull), or the Logger was closed. Every
-// Enqueued log ends Delivered, Failed or Dropped (when Close gives up), or
-// is still queued or being published; so once Close has returned, Enqueued
-// is Delivered + Failed + the Dropped that had been queued. Every Failed
-// and Dropped log is reported to the error handler. The counts of each
-// publisher are read at one moment.
+// A log that passes a publisher's filters is Enqueued: handed to the
+// publisher. Its queue takes it, and it is Queued until it is Delivered or
+// Failed, or Dropped when Close gives up; or the queue does not take it,
+// and it is Dropped at once: the queue was full (and stayed full while Log
+// waited, with BlockWhenFull), or the Logger was closed. So at every
+// moment
+//
+//	Enqueued == Delivered + Failed + Dropped + Queued
+//
+// for the counts of each publisher, which are read at one moment, and so
+// for their sums in Logger.Stats and Logger.PublisherStats. Queued is 0
+// once a Close that waits for the drain has returned. A log that Close
+// gives up on while its Publish call runs counts as Failed at once,
+// whatever the call returns later. Every Failed and Dropped log is
+// reported to the error handler.
 type PublishStats struct {
-	Enqueued  uint64 // logs put in a publisher's queue
+	Enqueued  uint64 // logs handed to a publisher: they passed its filters
 	Delivered uint64 // Publish returned nil
-	Failed    uint64 // Publish returned an error or panicked
-	Dropped   uint64 // never reached Publish: queue full, Log's context ended while waiting, Logger closed, drain deadline passed
+	Failed    uint64 // Publish returned an error, panicked or called runtime.Goexit, or Close gave up while it ran
+	Dropped   uint64 // never reached Publish: queue full, Log's context ended or the Logger's timeout passed while waiting, Logger closed, Close gave up
+	Queued    uint64 // held by the publisher: in its queue, or being published
 }
 
 // PublishOption configures one publisher attached with WithPublisher.
@@ -139,6 +147,9 @@ func BlockWhenFull() PublishOption {
 // then handed to p, if its action passes p's filters, through a bounded
 // queue of its own and p's own goroutines. A slow, failing or panicking
 // publisher never fails Logger.Log and does not hold up other publishers.
+// Every log handed to p counts as Enqueued in Logger.Stats, and as Queued
+// until it is Delivered, Failed or Dropped; one its queue does not take is
+// Dropped at once (see PublishStats).
 //
 // A queued log keeps the values of the context it was written with, which
 // Publish receives, until it is published. A Logger with publishers runs
@@ -212,11 +223,9 @@ type publisher struct {
 	head, n int
 	// closed is set when Close starts: nothing is queued any more.
 	closed bool
-	// The counts of PublishStats; held counts the Enqueued logs not yet
-	// delivered, failed or dropped (queued, or being published), refused
-	// the Dropped logs that were never Enqueued.
-	enqueued, delivered, failed, dropped uint64
-	held, refused                        uint64
+	// The counts of PublishStats, held being Queued: Enqueued is always
+	// delivered + failed + dropped + held.
+	enqueued, delivered, failed, dropped, held uint64
 	// seats are the goroutines that take logs from the queue, one per
 	// worker; reporting counts those reporting to the error handler, for
 	// whom Close waits.
@@ -243,7 +252,7 @@ type seat struct {
 func (p *publisher) stats() PublishStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return PublishStats{Enqueued: p.enqueued, Delivered: p.delivered, Failed: p.failed, Dropped: p.dropped}
+	return PublishStats{Enqueued: p.enqueued, Delivered: p.delivered, Failed: p.failed, Dropped: p.dropped, Queued: p.held}
 }
 
 // queued is a stored log waiting for a publisher, with the context it was
@@ -393,8 +402,8 @@ func (lg *Logger) enqueue(ctx context.Context, p *publisher, l Log) error {
 
 // refuse counts a log that p's queue did not take; p.mu must be held.
 func (p *publisher) refuse() {
+	p.enqueued++
 	p.dropped++
-	p.refused++
 }
 
 // wait puts item in p's full queue once it has room, for BlockWhenFull.
@@ -609,7 +618,9 @@ func (c publishCtx) Value(key any) any {
 }
 
 // Stats returns what the Logger's publishers have done so far, summed
-// over all of them. The counts of each publisher are of one moment.
+// over all of them. The counts of each publisher are read at one moment,
+// under its lock, so the sums keep the equation that PublishStats states:
+// Enqueued == Delivered + Failed + Dropped + Queued.
 func (lg *Logger) Stats() PublishStats {
 	var total PublishStats
 	for _, p := range lg.pubs {
@@ -623,10 +634,12 @@ func (s *PublishStats) add(o PublishStats) {
 	s.Delivered += o.Delivered
 	s.Failed += o.Failed
 	s.Dropped += o.Dropped
+	s.Queued += o.Queued
 }
 
 // PublisherStats returns what each publisher has done so far, by the name
-// given with PublishName (or "publisher-N").
+// given with PublishName (or "publisher-N"). The counts of each publisher
+// are read at one moment, as for Stats, and keep the same equation.
 func (lg *Logger) PublisherStats() map[string]PublishStats {
 	m := make(map[string]PublishStats, len(lg.pubs))
 	for _, p := range lg.pubs {

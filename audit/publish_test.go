@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strings"
@@ -221,9 +222,9 @@ func TestPublishSlowPublisherDoesNotBlock(t *testing.T) {
 	mustClose(t, lg)
 	st := lg.Stats()
 	// One log is with the publisher, four wait in the queue, the rest are
-	// dropped and reported.
-	if st.Dropped == 0 || st.Delivered+st.Dropped != n || st.Enqueued != st.Delivered {
-		t.Errorf("got stats %+v, want every log delivered or dropped", st)
+	// dropped and reported; every one was handed to the publisher.
+	if st.Dropped == 0 || st.Delivered+st.Dropped != n || st.Enqueued != n || st.Failed != 0 || st.Queued != 0 {
+		t.Errorf("got stats %+v, want all %d logs Enqueued, and each Delivered or Dropped", st, n)
 	}
 	errs := seen.all()
 	if uint64(len(errs)) != st.Dropped {
@@ -320,8 +321,8 @@ func TestPublishCloseFreesBlockedLogs(t *testing.T) {
 	}
 	checkNoPublishGoroutines(t)
 	st := lg.PublisherStats()["stuck"]
-	if st.Enqueued != 2 || st.Failed+st.Dropped != 3 {
-		t.Errorf("got %+v, want 2 queued and all 3 failed or dropped", st)
+	if want := (audit.PublishStats{Enqueued: 3, Failed: 1, Dropped: 2}); st != want {
+		t.Errorf("got %+v, want %+v: the log being published failed when Close gave up, the queued one and the blocked one dropped", st, want)
 	}
 	var closed int
 	for _, e := range seen.all() {
@@ -440,8 +441,8 @@ func TestPublishBlockWhenFullIsBounded(t *testing.T) {
 	}
 	close(release)
 	mustClose(t, lg)
-	if st := lg.Stats(); st.Enqueued != st.Delivered || st.Dropped != 1 {
-		t.Errorf("got %+v, want every queued log delivered and one dropped", st)
+	if st := lg.Stats(); st.Enqueued != st.Delivered+1 || st.Dropped != 1 || st.Queued != 0 {
+		t.Errorf("got %+v, want every log but one delivered, and that one dropped", st)
 	}
 }
 
@@ -870,4 +871,229 @@ func TestPublishCloseFromPublishIsBoundedByItsContext(t *testing.T) {
 	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 1, Failed: 1}); got != want {
 		t.Errorf("got stats %+v, want %+v: the log Close gave up on failed, whatever Publish returned after", got, want)
 	}
+}
+
+// checkStats checks the equation PublishStats states, for st read as
+// what, and that no more logs are held than holding can hold (0: no
+// bound).
+func checkStats(what string, st audit.PublishStats, holding int) error {
+	switch {
+	case st.Enqueued != st.Delivered+st.Failed+st.Dropped+st.Queued:
+		return fmt.Errorf("%s: %+v: Enqueued is not Delivered + Failed + Dropped + Queued", what, st)
+	case holding > 0 && st.Queued > uint64(holding):
+		return fmt.Errorf("%s: %+v: more Queued than the queue and the workers hold (%d)", what, st, holding)
+	}
+	return nil
+}
+
+// TestPublishCountsAddUp writes logs through publishers that fail,
+// panic, call runtime.Goexit, are slow, drop, or make Log wait, while
+// Close gives up — called from the error handler on a worker, and from a
+// writer — and while other goroutines read Stats and PublisherStats: every
+// reading must keep the equation of PublishStats, and in the end every
+// log handed to a publisher is counted and reported exactly once.
+func TestPublishCountsAddUp(t *testing.T) {
+	var reports sync.Map // publisher name → *atomic.Int64
+	var goexits, closedReports atomic.Int64
+	report := func(err error) {
+		var pe *audit.PublishError
+		if !errors.As(err, &pe) {
+			t.Errorf("error handler got %v, want a *PublishError", err)
+			return
+		}
+		n, _ := reports.LoadOrStore(pe.Publisher, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		if strings.Contains(err.Error(), "runtime.Goexit") {
+			goexits.Add(1)
+		}
+		if errors.Is(err, audit.ErrClosed) {
+			closedReports.Add(1)
+		}
+	}
+	var seq atomic.Uint64
+	flaky := audit.PublisherFunc(func(ctx context.Context, _ audit.Log) error {
+		// A fixed sequence of behaviors, so that each shows up however
+		// the goroutines interleave.
+		switch seq.Add(1) % 10 {
+		case 0, 1, 2:
+			return errors.New("refused")
+		case 3:
+			panic("publisher bug")
+		case 4:
+			runtime.Goexit()
+		case 5:
+			select {
+			case <-time.After(200 * time.Microsecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	slow := audit.PublisherFunc(func(ctx context.Context, _ audit.Log) error {
+		select {
+		case <-time.After(time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	// A publisher that delivers nothing until its ctx ends, so that Close
+	// gives up.
+	stuck := audit.PublisherFunc(func(ctx context.Context, _ audit.Log) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	// What each publisher can hold: its queue and its workers.
+	holding := map[string]int{"flaky": 8 + 3, "slow": 4 + 1, "blocking": 2 + 2, "only-a": 16 + 1, "stuck": 4 + 1}
+
+	var closesMu sync.Mutex
+	var closes []string // what each Close returned
+	closed := func(err error) {
+		closesMu.Lock()
+		defer closesMu.Unlock()
+		closes = append(closes, fmt.Sprint(err))
+	}
+	handlerClosed := make(chan struct{}) // the Close of the error handler returned
+	var handlerCloses atomic.Int64
+	var lg *audit.Logger
+	lg = audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(flaky, audit.PublishName("flaky"), audit.PublishQueueSize(8), audit.PublishWorkers(3)),
+		audit.WithPublisher(slow, audit.PublishName("slow"), audit.PublishQueueSize(4)),
+		audit.WithPublisher(slow, audit.PublishName("blocking"), audit.PublishQueueSize(2), audit.PublishWorkers(2), audit.BlockWhenFull()),
+		audit.WithPublisher(audit.PublisherFunc(func(context.Context, audit.Log) error { return nil }), audit.PublishName("only-a"), audit.PublishQueueSize(16), audit.OnlyActions("app.a.*")),
+		audit.WithPublisher(stuck, audit.PublishName("stuck"), audit.PublishQueueSize(4)),
+		audit.WithErrorHandler(func(err error) {
+			report(err)
+			var pe *audit.PublishError
+			// The 150th failure of a Publish call, reported on a worker.
+			if errors.As(err, &pe) && pe.Publisher == "flaky" && !errors.Is(err, audit.ErrQueueFull) && !errors.Is(err, audit.ErrClosed) &&
+				handlerCloses.Add(1) == 150 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+				defer cancel()
+				closed(lg.Close(ctx))
+				close(handlerClosed)
+			}
+		}),
+	)
+
+	// Readers check the counts while everything happens.
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	var readings atomic.Int64
+	for range 2 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				for name, st := range lg.PublisherStats() {
+					if err := checkStats("publisher "+name+", while logs are written", st, holding[name]); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				if err := checkStats("Stats, while logs are written", lg.Stats(), 0); err != nil {
+					t.Error(err)
+					return
+				}
+				readings.Add(1)
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		}()
+	}
+
+	const writers, each = 4, 400
+	var handedA atomic.Int64
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			base := audit.SetActor(context.Background(), audit.Actor{Type: audit.ActorTypeUser})
+			for i := range each {
+				// One writer's requests end soon: its Logs give up waiting
+				// for room in the blocking publisher's queue.
+				ctx, cancel := base, context.CancelFunc(func() {})
+				if w == 1 {
+					ctx, cancel = context.WithTimeout(base, 500*time.Microsecond)
+				}
+				action := "app.b.x"
+				if rng.IntN(3) == 0 {
+					action = "app.a.x"
+					handedA.Add(1)
+				}
+				err := lg.Log(ctx, action, audit.Target{})
+				cancel()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if w == 0 && i == each*3/4 {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+					closed(lg.Close(ctx))
+					cancel()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	within(t, "the Close of the error handler", handlerClosed)
+
+	// What Publish calls still run when Close gives up end later.
+	deadline := time.Now().Add(10 * time.Second)
+	for name, st := range lg.PublisherStats() {
+		for st.Queued > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("publisher %s: still holds logs 10s after Close: %+v", name, st)
+			}
+			time.Sleep(time.Millisecond)
+			st = lg.PublisherStats()[name]
+		}
+	}
+	close(stop)
+	readers.Wait()
+
+	final := lg.PublisherStats()
+	for name, st := range final {
+		if err := checkStats("publisher "+name+", in the end", st, 0); err != nil {
+			t.Error(err)
+		}
+		handed := uint64(writers * each)
+		if name == "only-a" {
+			handed = uint64(handedA.Load())
+		}
+		if st.Enqueued != handed {
+			t.Errorf("publisher %s: %+v: got %d logs Enqueued, want the %d it was handed", name, st, st.Enqueued, handed)
+		}
+		var got int64
+		if n, ok := reports.Load(name); ok {
+			got = n.(*atomic.Int64).Load()
+		}
+		if uint64(got) != st.Failed+st.Dropped {
+			t.Errorf("publisher %s: %+v: got %d reports, want Failed + Dropped", name, st, got)
+		}
+	}
+	if st := final["flaky"]; st.Failed == 0 || st.Delivered == 0 || goexits.Load() == 0 {
+		t.Errorf("flaky publisher: %+v, %d calls of runtime.Goexit: want some of each, or the faults were not exercised", st, goexits.Load())
+	}
+	if st := final["slow"]; st.Dropped == 0 || closedReports.Load() == 0 {
+		t.Errorf("slow publisher: %+v, %d logs reported closed: want drops and logs stored after Close", st, closedReports.Load())
+	}
+	if st := final["stuck"]; st.Failed != 1 || st.Delivered != 0 {
+		t.Errorf("stuck publisher: %+v: want the one log being published Failed when Close gave up", st)
+	}
+	if readings.Load() < 100 {
+		t.Errorf("got %d readings of the counts, want many while logs were written", readings.Load())
+	}
+	closesMu.Lock()
+	defer closesMu.Unlock()
+	if len(closes) != 2 || closes[0] != closes[1] || !strings.Contains(closes[0], "not published") {
+		t.Errorf("Close from a writer and from the error handler: got %q, want two calls with the same outcome, a give-up", closes)
+	}
+	t.Logf("%d readings; %+v; close: %v", readings.Load(), final, closes)
 }
