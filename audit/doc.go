@@ -82,6 +82,8 @@
 // reported to an error handler. [Logger.Close] drains the queues within
 // its context's deadline. It may be called from any goroutine, the error
 // handler included, and more than once: every call waits for the same
-// drain and returns the same result. A publisher that fails, panics or
-// ends its goroutine with runtime.Goexit loses only the log it was given.
+// drain and returns the same result, but one given the context of a
+// Publish call, which cannot wait for that call and returns at once. A
+// publisher that fails, panics or ends its goroutine with runtime.Goexit
+// loses only the log it was given.
 package audit

@@ -23,6 +23,11 @@ import (
 // carries the values of the context the log was written with, but not its
 // cancellation; it ends when Close gives up waiting for the publishers,
 // and context.Cause then returns the cause of Close's ctx. A Publish that
+// calls Close, itself or through the error handler of a Log it calls,
+// should give Close ctx or a context derived from it: that Close then
+// stops publishing and returns at once, with an error wrapping ErrClosed,
+// instead of waiting for the drain, which waits for this very call. A
+// Publish that
 // panics, or ends its goroutine with runtime.Goexit (as t.Fatal does in a
 // test), fails its log, and the publisher goes on with the next.
 //
@@ -578,7 +583,7 @@ func (lg *Logger) work(p *publisher, s *seat) {
 			return
 		}
 		at = inPublish
-		err := callPublish(publishCtx{Context: lg.pub.life, values: context.WithoutCancel(item.ctx)}, p, item.log)
+		err := callPublish(publishCtx{Context: lg.pub.life, values: context.WithoutCancel(item.ctx), lg: lg}, p, item.log)
 		if !lg.settle(p, s, err) {
 			at = atQueue
 			continue
@@ -604,18 +609,32 @@ func callPublish(ctx context.Context, p *publisher, l Log) (err error) {
 }
 
 // publishCtx is the context of a Publish call: the Logger's publishing
-// lifetime, with the values of the context the log was written with.
+// lifetime, with the values of the context the log was written with, and
+// the mark of the Logger whose Publish call it is.
 type publishCtx struct {
 	context.Context
 	values context.Context
+	lg     *Logger
 }
 
+// publishingKey is the key of the mark of a publishCtx: the Logger whose
+// Publish call the context, or the one it derives from, was given to.
+type publishingKey struct{}
+
 func (c publishCtx) Value(key any) any {
+	if key == any(publishingKey{}) {
+		return c.lg
+	}
 	if v := c.values.Value(key); v != nil {
 		return v
 	}
 	return c.Context.Value(key)
 }
+
+// errCloseFromPublish is what a Close called with the context of one of
+// its own Logger's Publish calls returns.
+var errCloseFromPublish = fmt.Errorf("%w: Close was given the context of a Publish call of this Logger, "+
+	"so it stopped publishing without waiting for the drain, which waits for that call", ErrClosed)
 
 // Stats returns what the Logger's publishers have done so far, summed
 // over all of them. The counts of each publisher are read at one moment,
@@ -670,20 +689,30 @@ func (lg *Logger) PublisherStats() map[string]PublishStats {
 // and more than once. Every call waits for the same drain, bounded by its
 // own ctx: the first ctx to end gives up for all of them. Every call
 // returns the same result, once the drain is over: nil when nothing was
-// given up, else the error of the give-up. The drain does not wait for
-// error handler calls that were running when a Close was called, since
-// one of them may be that Close's caller: their publisher goes on with
-// another goroutine. A handler that calls Close may be called again from
-// within that Close, for a log it gives up. A Close called from Publish
-// waits for that very call, so it returns only when its ctx ends; call it
-// from the error handler instead. Closing a Logger without publishers
-// does nothing.
+// given up, else the error of the give-up.
+//
+// The drain does not wait for error handler calls that were running when
+// a Close was called, since one of them may be that Close's caller: their
+// publisher goes on with another goroutine. A handler that calls Close may
+// be called again from within that Close, for a log it gives up.
+//
+// The drain waits for every Publish call, so a Close called from Publish —
+// directly, or from the error handler of a Log that Publish called —
+// cannot wait for it. Given the ctx of that Publish call, or a context
+// derived from it, Close stops queueing and returns at once an error
+// wrapping ErrClosed that says so; the drain goes on without it, for the
+// other Close calls to wait for. Given another ctx, it waits for the very
+// Publish call it was called from, so it returns only when that ctx ends,
+// giving up. Closing a Logger without publishers does nothing.
 func (lg *Logger) Close(ctx context.Context) error {
 	if len(lg.pubs) == 0 {
 		return nil
 	}
 	ps := &lg.pub
 	ps.stopOnce.Do(lg.stopQueueing)
+	if ctx.Value(publishingKey{}) == lg {
+		return errCloseFromPublish
+	}
 	// A seat whose goroutine is in the error handler may be the one
 	// calling Close: it goes to a new goroutine, which takes the rest of
 	// the queue, and the drain waits for that goroutine, not this one.

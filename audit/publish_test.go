@@ -873,6 +873,127 @@ func TestPublishCloseFromPublishIsBoundedByItsContext(t *testing.T) {
 	}
 }
 
+func TestPublishCloseWithTheContextOfPublish(t *testing.T) {
+	// Publish calls Close with its own ctx, which lives as long as the
+	// drain, which waits for this Publish: Close stops publishing and
+	// returns at once, and the drain goes on for the rest of the queue.
+	release := make(chan struct{})
+	closed := make(chan error, 1)
+	var once sync.Once
+	rec := &recorder{}
+	var lg *audit.Logger
+	lg = audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, l audit.Log) error {
+			<-release
+			once.Do(func() { closed <- lg.Close(ctx) })
+			return rec.Publish(ctx, l)
+		})),
+		audit.WithErrorHandler(func(error) {}),
+	)
+	mustLog(t, lg, "app.a", "app.b")
+	close(release)
+	var err error
+	select {
+	case err = <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close called from Publish with the ctx of Publish: still waiting after 10s, a deadlock")
+	}
+	if !errors.Is(err, audit.ErrClosed) || !strings.Contains(err.Error(), "context of a Publish call") {
+		t.Errorf("Close with the ctx of Publish: got %v, want an error wrapping ErrClosed that says why it did not wait", err)
+	}
+	mustLog(t, lg, "app.late") // queueing stopped with that Close
+	if err := lg.Close(context.Background()); err != nil {
+		t.Errorf("a Close from elsewhere: got %v, want nil: the drain went on and delivered the queue", err)
+	}
+	checkNoPublishGoroutines(t)
+	if got, want := rec.actions(), []string{"app.a", "app.b"}; !slices.Equal(got, want) {
+		t.Errorf("got %v delivered, want %v", got, want)
+	}
+	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 3, Delivered: 2, Dropped: 1}); got != want {
+		t.Errorf("got stats %+v, want %+v", got, want)
+	}
+}
+
+func TestPublishCloseFromTheErrorHandlerOfALogInPublish(t *testing.T) {
+	// Publish audits its delivery with Log, given its own ctx; the queue
+	// is full, so Log reports the drop to the error handler on the
+	// goroutine of Publish, and the handler closes the Logger with a
+	// context derived from that ctx: Close must not wait for the drain,
+	// which waits for this Publish.
+	taken, release := make(chan struct{}), make(chan struct{})
+	var pubCtx context.Context // set by Publish, read by the handler that Log calls on its goroutine
+	closed := make(chan error, 1)
+	var lg *audit.Logger
+	lg = audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, l audit.Log) error {
+			if l.Action != "app.a" {
+				return nil
+			}
+			close(taken)
+			<-release
+			pubCtx = ctx
+			return lg.Log(ctx, "app.delivered", audit.Target{ID: l.ID})
+		}), audit.PublishQueueSize(1)),
+		audit.WithErrorHandler(func(err error) {
+			if !errors.Is(err, audit.ErrQueueFull) {
+				return
+			}
+			ctx, cancel := context.WithCancel(pubCtx)
+			defer cancel()
+			closed <- lg.Close(ctx)
+		}),
+	)
+	mustLog(t, lg, "app.a")
+	<-taken
+	mustLog(t, lg, "app.b") // fills the queue
+	close(release)
+	var err error
+	select {
+	case err = <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close from the error handler of a Log called by Publish: still waiting after 10s, a deadlock")
+	}
+	if !errors.Is(err, audit.ErrClosed) {
+		t.Errorf("got %v, want an error wrapping ErrClosed", err)
+	}
+	if err := lg.Close(context.Background()); err != nil {
+		t.Errorf("a Close from elsewhere: got %v, want nil", err)
+	}
+	checkNoPublishGoroutines(t)
+	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 3, Delivered: 2, Dropped: 1}); got != want {
+		t.Errorf("got stats %+v, want %+v", got, want)
+	}
+}
+
+func TestPublishCloseOfAnotherLoggerFromPublish(t *testing.T) {
+	// The mark on the ctx of Publish names its Logger: a Publish of one
+	// Logger that closes another with that ctx waits for the other's
+	// drain as any Close does.
+	rec := &recorder{}
+	other := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"), audit.WithPublisher(rec))
+	mustLog(t, other, "other.a", "other.b")
+	closed := make(chan error, 1)
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, _ audit.Log) error {
+			closed <- other.Close(ctx)
+			return nil
+		})))
+	mustLog(t, lg, "app.a")
+	var err error
+	select {
+	case err = <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close of another Logger from Publish: still waiting after 10s")
+	}
+	if err != nil {
+		t.Errorf("got %v, want nil: the other Logger drained", err)
+	}
+	if got := rec.actions(); len(got) != 2 {
+		t.Errorf("the other Logger delivered %v when its Close returned, want both logs", got)
+	}
+	mustClose(t, lg)
+}
+
 // checkStats checks the equation PublishStats states, for st read as
 // what, and that no more logs are held than holding can hold (0: no
 // bound).
