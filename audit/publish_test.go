@@ -634,6 +634,49 @@ func mustLog(t *testing.T, lg *audit.Logger, actions ...string) {
 	}
 }
 
+// waitForCloses waits until n calls of Logger.Close wait for the drain:
+// until n goroutines are parked in the select of Close. Tests that use it
+// do not run in parallel.
+func waitForCloses(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := closesWaiting()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d calls of Close waiting for the drain after 10s, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// closesWaiting counts the goroutines parked in the select of
+// Logger.Close, in which Close waits for the drain or its ctx.
+func closesWaiting() int {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		header, frames, _ := strings.Cut(g, "\n")
+		if !strings.Contains(header, "[select") {
+			continue
+		}
+		// The first frame that is not the runtime's (GOTRACEBACK=system
+		// shows those) is the function that selects.
+		for _, line := range strings.Split(frames, "\n") {
+			if strings.HasPrefix(line, "\t") || strings.HasPrefix(line, "runtime.") {
+				continue
+			}
+			if strings.HasPrefix(line, "github.com/raystack/salt/audit.(*Logger).Close(") {
+				n++
+			}
+			break
+		}
+	}
+	return n
+}
+
 // within fails t unless done is closed within a generous bound: a guard
 // against a deadlock, not a measure of speed.
 func within(t *testing.T, what string, done <-chan struct{}) {
@@ -719,16 +762,16 @@ func TestPublishLaterCloseWaitsForTheDrain(t *testing.T) {
 	mustLog(t, lg, "app.a", "app.fail", "app.b", "app.c")
 	close(queued)
 	within(t, "the error handler calling Close", inClose)
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		close(release)
-	}()
 	done := make(chan struct{})
 	var err error
 	go func() {
 		err = lg.Close(context.Background())
 		close(done)
 	}()
+	// Both Close calls wait for the drain, which cannot end before the
+	// publisher is released.
+	waitForCloses(t, 2)
+	close(release)
 	within(t, "Close while another Close drains", done)
 	if err != nil {
 		t.Errorf("got %v, want nil", err)
