@@ -689,7 +689,12 @@ func (lg *Logger) PublisherStats() map[string]PublishStats {
 // and more than once. Every call waits for the same drain, bounded by its
 // own ctx: the first ctx to end gives up for all of them. Every call
 // returns the same result, once the drain is over: nil when nothing was
-// given up, else the error of the give-up.
+// given up, else the error of the give-up (but see below for a Close
+// given the ctx of a Publish call). The Close that gives up reports what
+// it gave up before it returns, but the others do not wait for those
+// reports, since the error handler called for them may itself call Close:
+// a Close may return while the logs that another Close gave up on are
+// still being reported to the error handler.
 //
 // The drain does not wait for error handler calls that were running when
 // a Close was called, since one of them may be that Close's caller: their

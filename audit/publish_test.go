@@ -820,6 +820,84 @@ func TestPublishConcurrentCloseSameOutcome(t *testing.T) {
 	checkNoPublishGoroutines(t)
 }
 
+func TestPublishCloseDoesNotWaitForTheReportsOfAnotherGiveUp(t *testing.T) {
+	// Two Close calls wait for a publisher that delivers nothing; a third
+	// gives up, and its report of the first log lost is held in the error
+	// handler, which calls Close too. The patient Close calls return the
+	// outcome while the reports are still held: waiting for them would
+	// deadlock the handler's Close, which is one of them.
+	hold := make(chan struct{})
+	first := make(chan struct{})
+	var once sync.Once
+	var reports atomic.Int32
+	handlerClose := make(chan error, 1)
+	var lg *audit.Logger
+	lg = audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, _ audit.Log) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}), audit.PublishQueueSize(16)),
+		audit.WithErrorHandler(func(error) {
+			once.Do(func() {
+				close(first)
+				handlerClose <- lg.Close(context.Background())
+				<-hold
+			})
+			reports.Add(1)
+		}),
+	)
+	mustLog(t, lg, "a", "b", "c", "d", "e")
+	patient := make(chan error, 2)
+	for range 2 {
+		go func() { patient <- lg.Close(context.Background()) }()
+	}
+	waitForCloses(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	gaveUp := make(chan error, 1)
+	go func() { gaveUp <- lg.Close(ctx) }()
+
+	within(t, "the first report of the give-up", first)
+	var errs []error
+	for range 2 {
+		select {
+		case err := <-patient:
+			errs = append(errs, err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a Close waiting for the drain: still waiting after 10s while the reports of the give-up are held")
+		}
+	}
+	var fromHandler error
+	select {
+	case fromHandler = <-handlerClose:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Close of the error handler, called while reporting the give-up: still waiting after 10s, a deadlock")
+	}
+	if n := reports.Load(); n != 0 {
+		t.Errorf("got %d reports done while the first one is held, want 0", n)
+	}
+	close(hold)
+	var err error
+	select {
+	case err = <-gaveUp:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Close that gave up: still waiting after 10s")
+	}
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "5 logs not published") {
+		t.Fatalf("the Close that gave up: got %v, want an error wrapping context.Canceled that counts 5 logs", err)
+	}
+	for _, got := range append(errs, fromHandler) {
+		if got == nil || got.Error() != err.Error() {
+			t.Errorf("got %v, want %v: every Close returns the outcome of the drain", got, err)
+		}
+	}
+	// The Close that gave up returned once it had reported every log.
+	if got, want := lg.Stats(), (audit.PublishStats{Enqueued: 5, Failed: 1, Dropped: 4}); got != want || reports.Load() != 5 {
+		t.Errorf("got stats %+v and %d reports, want %+v and 5", got, reports.Load(), want)
+	}
+	checkNoPublishGoroutines(t)
+}
+
 func TestPublishGoexit(t *testing.T) {
 	// A publisher that calls runtime.Goexit, as t.Fatal does, fails its
 	// log; the worker is replaced and the queue goes on.
