@@ -76,12 +76,13 @@ func WithTimeout(d time.Duration) Option {
 // as strings.EqualFold compares them: by Unicode simple case folding, so
 // "paſſword" contains "password" (but "ß" is not "ss"). A fragment of at
 // most four characters, so read, must also start and end at word
-// boundaries of the key: its start and end, a separator, a lower-case
-// letter or a digit followed by an upper-case letter ("user|Pin"), and an
+// boundaries of the key: its start and end, a separator, a letter
+// followed by a digit or a digit followed by a letter ("pin|1"), a
+// lower-case letter followed by an upper-case one ("user|Pin"), and an
 // upper-case letter followed by one that starts a capitalized word
-// ("PIN|Code"). So "pin" makes "pin", "card.pin", "userPin" and "PINCode"
-// secret, but not "spinner", "shipping" or "pincode"; a longer fragment
-// matches anywhere, "token" in "tokenizer" too.
+// ("PIN|Code"). So "pin" makes "pin", "card.pin", "card_pin1", "userPin"
+// and "PINCode" secret, but not "spinner", "shipping" or "pincode"; a
+// longer fragment matches anywhere, "token" in "tokenizer" too.
 //
 // The default fragments (see DefaultRedactedKeys) are the names that
 // credentials go by: password, passwd, pass, pwd, passphrase, passcode,

@@ -241,16 +241,33 @@ func startsWord(key string, i int) bool {
 	if i == 0 || i == len(key) {
 		return true
 	}
-	prev, c := byteClass[key[i-1]], byteClass[key[i]]
-	switch {
-	case prev == classSep || c == classSep:
+	switch wordBreak[byteClass[key[i-1]]][byteClass[key[i]]] {
+	case breakYes:
 		return true
-	case c != classUpper:
+	case breakNo:
 		return false
-	case prev == classLower || prev == classDigit:
-		return true
 	}
-	return prev == classUpper && i+1 < len(key) && byteClass[key[i+1]] == classLower
+	return i+1 < len(key) && byteClass[key[i+1]] == classLower
+}
+
+// Values of wordBreak.
+const (
+	breakNo      = iota
+	breakYes     // a word starts between the two bytes
+	breakAcronym // two upper-case letters: a word starts if a lower-case letter follows
+)
+
+// wordBreak[prev][c] says whether a word starts between a byte of class
+// prev and one of class c, by the rule of normalizeKey: at a separator,
+// between a letter and a digit, from a lower-case letter to an upper-case
+// one, and before the last upper-case letter of an acronym that a
+// capitalized word follows.
+var wordBreak = [5][5]uint8{
+	classOther: {classSep: breakYes},
+	classSep:   {breakYes, breakYes, breakYes, breakYes, breakYes},
+	classLower: {classSep: breakYes, classUpper: breakYes, classDigit: breakYes},
+	classUpper: {classSep: breakYes, classUpper: breakAcronym, classDigit: breakYes},
+	classDigit: {classSep: breakYes, classLower: breakYes, classUpper: breakYes},
 }
 
 // secretSlow is secret for any key: letters beyond ASCII fold by Unicode's
@@ -276,9 +293,10 @@ func (r *redactor) secretSlow(key string) bool {
 
 // normalizeKey returns s folded by foldRune, without separators, and for
 // each byte offset of the result, and its end, whether a word of s starts
-// or ends there: at a separator, where a lower-case letter or a digit is
-// followed by an upper-case letter ("userPin"), and where an upper-case
-// letter is followed by one that starts a capitalized word ("PINCode").
+// or ends there: at a separator, where a letter is followed by a digit or
+// a digit by a letter ("pin1"), where a lower-case letter is followed by
+// an upper-case one ("userPin"), and where an upper-case letter is
+// followed by one that starts a capitalized word ("PINCode").
 func normalizeKey(s string) (string, []bool) {
 	var b strings.Builder
 	at := []bool{true}
@@ -288,10 +306,13 @@ func normalizeKey(s string) (string, []bool) {
 			at[len(at)-1] = true
 			continue
 		}
-		if i > 0 && unicode.IsUpper(c) {
+		if i > 0 {
 			p := runes[i-1]
-			if unicode.IsLower(p) || unicode.IsDigit(p) ||
-				unicode.IsUpper(p) && i+1 < len(runes) && unicode.IsLower(runes[i+1]) {
+			switch {
+			case unicode.IsLetter(p) && unicode.IsDigit(c), unicode.IsDigit(p) && unicode.IsLetter(c):
+				at[len(at)-1] = true
+			case unicode.IsUpper(c) && (unicode.IsLower(p) ||
+				unicode.IsUpper(p) && i+1 < len(runes) && unicode.IsLower(runes[i+1])):
 				at[len(at)-1] = true
 			}
 		}

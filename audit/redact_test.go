@@ -23,6 +23,8 @@ var redactionTable = []struct {
 	{"otp", true}, {"OTP", true}, {"otp_code", true}, {"sms-otp", true}, {"OTPCode", true}, {"totp", true},
 	{"pin", true}, {"PIN", true}, {"pin_code", true}, {"userPin", true}, {"PINCode", true}, {"card.pin", true},
 	{"cvv", true}, {"CVC", true},
+	// A change between letters and digits is a word boundary.
+	{"pin1", true}, {"card_pin1", true}, {"PIN2", true}, {"cvv2", true}, {"2pin", true},
 	// Tokens, keys and assertions.
 	{"token", true}, {"refresh_token", true}, {"accessToken", true}, {"X-Auth-Token", true},
 	{"x-amz-security-token", true}, {"id_token", true}, {"csrf-token", true}, {"tokenizer", true}, {"max_tokens", true},
@@ -40,6 +42,7 @@ var redactionTable = []struct {
 	// What services log that is no secret.
 	{"", false}, {"ip", false}, {"user_agent", false}, {"request_id", false}, {"trace_id", false},
 	{"outcome", false}, {"route", false}, {"author", false}, {"auth_method", false}, {"oauth_provider", false},
+	{"spin2", false}, {"pinyin", false}, {"ipv4", false}, {"http2", false}, {"x509_subject", false},
 	{"authenticated", false}, {"passenger", false}, {"compass", false}, {"bypass", false}, {"passport", false},
 	{"spinner", false}, {"shipping", false}, {"pincode", false}, {"pinned", false}, {"opinion", false},
 	{"footprint", false}, {"hotpath", false}, {"photp", false}, {"cvvs", false},
@@ -147,7 +150,7 @@ func TestFoldRune(t *testing.T) {
 
 func TestRedactorSecretDoesNotAllocate(t *testing.T) {
 	r := newRedactor(defaultRedactedKeys)
-	keys := []string{"ip", "user_agent", "request_id", "X-Api-Key", "userPin", strings.Repeat("k", MaxMetadataKeyLen)}
+	keys := []string{"ip", "user_agent", "request_id", "X-Api-Key", "userPin", "card_pin1", strings.Repeat("k", MaxMetadataKeyLen)}
 	if n := testing.AllocsPerRun(100, func() {
 		for _, k := range keys {
 			r.secret(k)
@@ -214,11 +217,12 @@ func definitionWords(s string) ([]rune, []bool) {
 			at[len(out)] = true
 			continue
 		}
-		if i > 0 && unicode.IsUpper(c) {
+		if i > 0 {
 			p := in[i-1]
-			lowerOrDigit := unicode.IsLower(p) || unicode.IsDigit(p)
-			acronymEnds := unicode.IsUpper(p) && i+1 < len(in) && unicode.IsLower(in[i+1])
-			if lowerOrDigit || acronymEnds {
+			letterDigit := unicode.IsLetter(p) && unicode.IsDigit(c) || unicode.IsDigit(p) && unicode.IsLetter(c)
+			camel := unicode.IsLower(p) && unicode.IsUpper(c)
+			acronymEnds := unicode.IsUpper(p) && unicode.IsUpper(c) && i+1 < len(in) && unicode.IsLower(in[i+1])
+			if letterDigit || camel || acronymEnds {
 				at[len(out)] = true
 			}
 		}
