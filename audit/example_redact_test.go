@@ -21,6 +21,7 @@ func ExampleWithRedactedKeys() {
 		"apiKey":               "k-123",
 		"X-Amz-Security-Token": "t-456",
 		"userPin":              "1234",
+		"DATABASE_URL":         "postgres://billing:hunter2@db/billing",
 		"customer.ssn":         "078-05-1120",
 		"shipping":             "express",
 		"author":               "ada",
@@ -32,5 +33,5 @@ func ExampleWithRedactedKeys() {
 	l, _ := repo.GetByID(ctxBackground, "log-1")
 	fmt.Println(l.Metadata)
 	// Output:
-	// map[X-Amz-Security-Token:[REDACTED] apiKey:[REDACTED] author:ada customer.ssn:[REDACTED] shipping:express userPin:[REDACTED]]
+	// map[DATABASE_URL:[REDACTED] X-Amz-Security-Token:[REDACTED] apiKey:[REDACTED] author:ada customer.ssn:[REDACTED] shipping:express userPin:[REDACTED]]
 }

@@ -86,14 +86,25 @@ func WithTimeout(d time.Duration) Option {
 //
 // The default fragments (see DefaultRedactedKeys) are the names that
 // credentials go by: password, passwd, pass, pwd, passphrase, passcode,
-// pin; otp, totp, hotp, cvv, cvc; secret, token, bearer, jwt,
-// authorization, credential, apikey, accesskey, privatekey, signingkey,
-// encryptionkey, masterkey; cookie, sessionid, sessid, sessionkey. So
-// "X-Api-Key", "Authorization", "client_secret", "x-amz-security-token",
-// "Set-Cookie" and "session_id" are redacted, and "author", "request_id",
-// "auth_method" and "passenger" are not. Personal data, such as an "ssn",
-// is not in the defaults: what a service must not keep is its own policy,
-// and it adds those names to DefaultRedactedKeys.
+// pin, pgpass; otp, totp, hotp, mfacode, recoverycode, backupcode, cvv,
+// cvc; secret, token, bearer, jwt, auth, authorization, credential, creds,
+// apikey, accesskey, privatekey, privkey, sshkey, signingkey,
+// encryptionkey, masterkey; dsn, databaseurl, dburl, connectionstring;
+// cookie, sessionid, sessid, sessionkey. So "X-Api-Key", "Authorization",
+// "X-Auth", "client_secret", "x-amz-security-token", "priv_key",
+// "mfa_code", "Set-Cookie" and "session_id" are redacted, and so are
+// connection strings, "dsn" and "DATABASE_URL", which carry a password;
+// "author", "authority", "oauth_provider", "request_id" and "passenger"
+// are not.
+//
+// A fragment makes every key that holds it secret, whatever the key
+// means: "max_tokens" and "tokens_used" are redacted like "refresh_token",
+// and "auth_method" like "basic_auth". That is the trade-off the defaults
+// make, since redacting an innocent value costs less than leaking a
+// secret; name such a value otherwise ("login_method"), or leave the
+// fragment out. Personal data, such as an "ssn", is not in the defaults:
+// what a service must not keep is its own policy, and it adds those names
+// to DefaultRedactedKeys.
 func WithRedactedKeys(fragments ...string) Option {
 	return func(lg *Logger) { lg.redact = newRedactor(fragments) }
 }

@@ -17,12 +17,14 @@ const Redacted = "[REDACTED]"
 // The short ones (see wordLen) match whole words only.
 var defaultRedactedKeys = []string{
 	// Passwords and what stands in for them.
-	"password", "passwd", "pass", "pwd", "passphrase", "passcode", "pin",
-	// One-time codes and card security codes.
-	"otp", "totp", "hotp", "cvv", "cvc",
+	"password", "passwd", "pass", "pwd", "passphrase", "passcode", "pin", "pgpass",
+	// One-time codes, recovery codes and card security codes.
+	"otp", "totp", "hotp", "mfacode", "recoverycode", "backupcode", "cvv", "cvc",
 	// Tokens, keys and signed assertions.
-	"secret", "token", "bearer", "jwt", "authorization", "credential",
-	"apikey", "accesskey", "privatekey", "signingkey", "encryptionkey", "masterkey",
+	"secret", "token", "bearer", "jwt", "auth", "authorization", "credential", "creds",
+	"apikey", "accesskey", "privatekey", "privkey", "sshkey", "signingkey", "encryptionkey", "masterkey",
+	// Connection strings, which carry a password.
+	"dsn", "databaseurl", "dburl", "connectionstring",
 	// Sessions.
 	"cookie", "sessionid", "sessid", "sessionkey",
 }

@@ -18,22 +18,33 @@ var redactionTable = []struct {
 	{"paſſword", true}, {"ＰＡＳＳＷＯＲＤ", false}, {"user.password", true}, {"newPassword", true},
 	{"passwordless", true}, {"passphrase", true}, {"passcode", true},
 	{"pwd", true}, {"PWD", true}, {"old_pwd", true}, {"xPwd", true}, {"pwdHash", true},
-	{"pass", true}, {"db_pass", true}, {"userPass", true}, {"pass_through", true},
+	{"pass", true}, {"db_pass", true}, {"userPass", true}, {"pass_through", true}, {"pgpass", true},
 	// One-time codes, PINs and card security codes.
 	{"otp", true}, {"OTP", true}, {"otp_code", true}, {"sms-otp", true}, {"OTPCode", true}, {"totp", true},
 	{"pin", true}, {"PIN", true}, {"pin_code", true}, {"userPin", true}, {"PINCode", true}, {"card.pin", true},
 	{"cvv", true}, {"CVC", true},
 	// A change between letters and digits is a word boundary.
 	{"pin1", true}, {"card_pin1", true}, {"PIN2", true}, {"cvv2", true}, {"2pin", true},
+	{"mfa_code", true}, {"MFACode", true}, {"recovery_code", true}, {"recoveryCodes", true}, {"backup_code", true},
 	// Tokens, keys and assertions.
 	{"token", true}, {"refresh_token", true}, {"accessToken", true}, {"X-Auth-Token", true},
-	{"x-amz-security-token", true}, {"id_token", true}, {"csrf-token", true}, {"tokenizer", true}, {"max_tokens", true},
+	{"x-amz-security-token", true}, {"id_token", true}, {"csrf-token", true},
+	// A fragment is taken for a secret whatever the rest of the key says:
+	// the cost of redacting an innocent value.
+	{"tokenizer", true}, {"max_tokens", true}, {"tokens_used", true}, {"auth_method", true},
+	{"OAuthProvider", true}, // camel case reads it O|Auth|Provider
+	{"auth", true}, {"X-Auth", true}, {"basic_auth", true}, {"auth_code", true}, {"proxyAuth", true},
 	{"secret", true}, {"client_secret", true}, {"clientSecret", true}, {"AWS_SECRET_ACCESS_KEY", true}, {"secretary", true},
 	{"apiKey", true}, {"APIKEY", true}, {"api_key", true}, {"X-Api-Key", true}, {"x_api_key", true}, {"api-keys", true},
 	{"access_key", true}, {"aws_access_key_id", true}, {"privateKey", true}, {"PRIVATE-KEY", true},
 	{"Private-Key-Id", true}, {"ssh_private_key", true}, {"signing_key", true}, {"encryptionKey", true},
+	{"privkey", true}, {"priv_key", true}, {"PrivKey", true}, {"ssh_key", true}, {"sshKey", true},
 	{"master_key", true}, {"bearer", true}, {"Bearer", true}, {"jwt", true}, {"x-jwt-assertion", true},
 	{"Authorization", true}, {"proxy-authorization", true}, {"credentials", true}, {"db_credential", true},
+	{"creds", true}, {"aws_creds", true},
+	// Connection strings, which carry a password.
+	{"dsn", true}, {"DSN", true}, {"sentry_dsn", true}, {"database_url", true}, {"DATABASE_URL", true},
+	{"databaseUrl", true}, {"db_url", true}, {"connection_string", true}, {"ConnectionString", true},
 	{"to\u212aen", true}, // the Kelvin sign folds to k, as strings.EqualFold says
 	// Sessions and cookies.
 	{"cookie", true}, {"Set-Cookie", true}, {"cookies", true}, {"session_id", true}, {"sessionId", true},
@@ -41,15 +52,19 @@ var redactionTable = []struct {
 
 	// What services log that is no secret.
 	{"", false}, {"ip", false}, {"user_agent", false}, {"request_id", false}, {"trace_id", false},
-	{"outcome", false}, {"route", false}, {"author", false}, {"auth_method", false}, {"oauth_provider", false},
+	{"outcome", false}, {"route", false}, {"author", false}, {"oauth_provider", false},
+	{"authority", false}, {"co_author", false}, {"authored_by", false}, {"authn", false}, {"oauth2_scope", false},
 	{"spin2", false}, {"pinyin", false}, {"ipv4", false}, {"http2", false}, {"x509_subject", false},
+	{"private_ip", false}, {"sshd_config", false}, {"recovery_email", false}, {"mfa_enabled", false},
+	{"backup_id", false}, {"database_name", false}, {"db_host", false}, {"connection_id", false},
+	{"credit_card_last4", false}, {"accredited", false},
 	{"authenticated", false}, {"passenger", false}, {"compass", false}, {"bypass", false}, {"passport", false},
 	{"spinner", false}, {"shipping", false}, {"pincode", false}, {"pinned", false}, {"opinion", false},
 	{"footprint", false}, {"hotpath", false}, {"photp", false}, {"cvvs", false},
 	{"api", false}, {"api_version", false}, {"key", false}, {"key_id", false}, {"public_key", false},
 	{"primary_key", false}, {"idempotency_key", false}, {"cache_key", false}, {"monkey", false},
 	{"session", false}, {"session_duration", false}, {"sessions", false}, {"jwks_url", false},
-	{"tokne", false}, {"passwor", false}, {"api-ke", false}, {"auth", false}, {"ssn", false},
+	{"tokne", false}, {"passwor", false}, {"api-ke", false}, {"ssn", false},
 	{"p_w_d", true}, {"pw", false}, {"description", false}, {"compassion", false}, {"spin", false},
 	{"İnvalid", false}, {"日本", false}, {"日本token", true}, {"ключ", false},
 }
@@ -150,7 +165,7 @@ func TestFoldRune(t *testing.T) {
 
 func TestRedactorSecretDoesNotAllocate(t *testing.T) {
 	r := newRedactor(defaultRedactedKeys)
-	keys := []string{"ip", "user_agent", "request_id", "X-Api-Key", "userPin", "card_pin1", strings.Repeat("k", MaxMetadataKeyLen)}
+	keys := []string{"ip", "user_agent", "request_id", "X-Api-Key", "userPin", "card_pin1", "X-Auth", strings.Repeat("k", MaxMetadataKeyLen)}
 	if n := testing.AllocsPerRun(100, func() {
 		for _, k := range keys {
 			r.secret(k)
