@@ -1,6 +1,10 @@
 package audit
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -87,6 +91,36 @@ func TestRedactorDefaults(t *testing.T) {
 	}
 	if secret < 60 || plain < 40 {
 		t.Errorf("got %d secret and %d plain keys in the table, want at least 60 and 40", secret, plain)
+	}
+}
+
+// TestRedactedKeysDocumented: the doc of WithRedactedKeys lists the
+// default fragments, in the order of defaultRedactedKeys.
+func TestRedactedKeysDocumented(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "logger.go", nil, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc string
+	for _, d := range f.Decls {
+		if fn, ok := d.(*ast.FuncDecl); ok && fn.Name.Name == "WithRedactedKeys" && fn.Doc != nil {
+			doc = strings.Join(strings.Fields(fn.Doc.Text()), " ")
+		}
+	}
+	const intro = "The default fragments (see DefaultRedactedKeys) are the names that credentials go by: "
+	_, list, ok := strings.Cut(doc, intro)
+	if !ok {
+		t.Fatalf("the doc of WithRedactedKeys does not say %q; got %q", intro, doc)
+	}
+	list, _, _ = strings.Cut(list, ". ")
+	var got []string
+	for _, group := range strings.Split(list, ";") {
+		for _, f := range strings.Split(group, ",") {
+			got = append(got, strings.TrimSpace(f))
+		}
+	}
+	if !slices.Equal(got, defaultRedactedKeys) {
+		t.Errorf("the doc of WithRedactedKeys lists\n%q\nwant defaultRedactedKeys, in order:\n%q", got, defaultRedactedKeys)
 	}
 }
 
