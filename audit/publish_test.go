@@ -677,6 +677,19 @@ func closesWaiting() int {
 	return n
 }
 
+// receive returns what ch gives, and fails t unless it gives it within a
+// generous bound: a guard against a deadlock, not a measure of speed.
+func receive(t *testing.T, what string, ch <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: still waiting after 10s, a deadlock", what)
+		return nil
+	}
+}
+
 // within fails t unless done is closed within a generous bound: a guard
 // against a deadlock, not a measure of speed.
 func within(t *testing.T, what string, done <-chan struct{}) {
@@ -860,29 +873,14 @@ func TestPublishCloseDoesNotWaitForTheReportsOfAnotherGiveUp(t *testing.T) {
 	within(t, "the first report of the give-up", first)
 	var errs []error
 	for range 2 {
-		select {
-		case err := <-patient:
-			errs = append(errs, err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("a Close waiting for the drain: still waiting after 10s while the reports of the give-up are held")
-		}
+		errs = append(errs, receive(t, "a Close waiting for the drain, while the reports of the give-up are held", patient))
 	}
-	var fromHandler error
-	select {
-	case fromHandler = <-handlerClose:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the Close of the error handler, called while reporting the give-up: still waiting after 10s, a deadlock")
-	}
+	fromHandler := receive(t, "the Close of the error handler, called while reporting the give-up", handlerClose)
 	if n := reports.Load(); n != 0 {
 		t.Errorf("got %d reports done while the first one is held, want 0", n)
 	}
 	close(hold)
-	var err error
-	select {
-	case err = <-gaveUp:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the Close that gave up: still waiting after 10s")
-	}
+	err := receive(t, "the Close that gave up", gaveUp)
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "5 logs not published") {
 		t.Fatalf("the Close that gave up: got %v, want an error wrapping context.Canceled that counts 5 logs", err)
 	}
@@ -979,12 +977,7 @@ func TestPublishCloseFromPublishIsBoundedByItsContext(t *testing.T) {
 		audit.WithErrorHandler(func(error) {}),
 	)
 	mustLog(t, lg, "app.x")
-	var err error
-	select {
-	case err = <-closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close from Publish: still waiting after 10s")
-	}
+	err := receive(t, "Close from Publish", closed)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Close from Publish: got %v, want an error wrapping context.DeadlineExceeded", err)
 	}
@@ -1013,12 +1006,7 @@ func TestPublishCloseWithTheContextOfPublish(t *testing.T) {
 	)
 	mustLog(t, lg, "app.a", "app.b")
 	close(release)
-	var err error
-	select {
-	case err = <-closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close called from Publish with the ctx of Publish: still waiting after 10s, a deadlock")
-	}
+	err := receive(t, "Close called from Publish with the ctx of Publish", closed)
 	if !errors.Is(err, audit.ErrClosed) || !strings.Contains(err.Error(), "context of a Publish call") {
 		t.Errorf("Close with the ctx of Publish: got %v, want an error wrapping ErrClosed that says why it did not wait", err)
 	}
@@ -1068,12 +1056,7 @@ func TestPublishCloseFromTheErrorHandlerOfALogInPublish(t *testing.T) {
 	<-taken
 	mustLog(t, lg, "app.b") // fills the queue
 	close(release)
-	var err error
-	select {
-	case err = <-closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close from the error handler of a Log called by Publish: still waiting after 10s, a deadlock")
-	}
+	err := receive(t, "Close from the error handler of a Log called by Publish", closed)
 	if !errors.Is(err, audit.ErrClosed) {
 		t.Errorf("got %v, want an error wrapping ErrClosed", err)
 	}
@@ -1100,12 +1083,7 @@ func TestPublishCloseOfAnotherLoggerFromPublish(t *testing.T) {
 			return nil
 		})))
 	mustLog(t, lg, "app.a")
-	var err error
-	select {
-	case err = <-closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close of another Logger from Publish: still waiting after 10s")
-	}
+	err := receive(t, "Close of another Logger from Publish", closed)
 	if err != nil {
 		t.Errorf("got %v, want nil: the other Logger drained", err)
 	}
