@@ -27,9 +27,9 @@ import (
 // should give Close ctx or a context derived from it: that Close then
 // stops publishing and returns at once, with an error wrapping ErrClosed,
 // instead of waiting for the drain, which waits for this very call. A
-// Publish that
-// panics, or ends its goroutine with runtime.Goexit (as t.Fatal does in a
-// test), fails its log, and the publisher goes on with the next.
+// Publish that panics, or ends its goroutine with runtime.Goexit (as
+// t.Fatal does in a test), fails its log, and the publisher goes on with
+// the next.
 //
 // The log and its Metadata map may be shared with other publishers:
 // Publish must not modify them, but it may retain them. Publish must be
