@@ -203,18 +203,22 @@ func (r *redactor) secret(key string) bool {
 	var recent [8]int
 	state, n := 0, 0
 	ascii := true
+	// The tables in locals: the loop then reads them from registers rather
+	// than through r at every byte.
+	syms, next, outs, width := &r.sym, r.next, r.out, r.width
 	for i := 0; i < len(key); i++ {
-		sym := r.sym[key[i]]
+		c := key[i]
+		sym := syms[c]
 		if sym == symSep {
 			continue
 		}
-		if key[i] >= utf8.RuneSelf {
+		if c >= utf8.RuneSelf {
 			ascii = false
 		}
-		state = int(r.next[state*r.width+int(sym)])
+		state = int(next[state*width+int(sym)])
 		recent[n&(len(recent)-1)] = i
 		n++
-		out := r.out[state]
+		out := outs[state]
 		if out == 0 {
 			continue
 		}
