@@ -47,17 +47,30 @@
 //
 // A [Logger] fills what a log is missing — a UUIDv7 ID, the time, its
 // source, and the org, actor and metadata of the context — replaces
-// secret-looking metadata values with [Redacted], validates the log and
-// stores it with a [Repository] before it returns. An audit log is never
-// dropped silently: when it cannot be stored, Log returns the error. The
-// action being audited has already happened, so a canceled request does
-// not abandon its log; the store is bounded by the Logger's own timeout.
+// secret-looking metadata values with [Redacted] (see [WithRedactedKeys]),
+// validates the log and stores it with a [Repository] before it returns.
+// An audit log is never dropped silently: when it cannot be stored, Log
+// returns the error. The action being audited has already happened, so a
+// canceled request does not abandon its log; the store is bounded by the
+// Logger's own timeout.
 //
 // Each service implements [Repository] for its own storage. The package
 // audittest checks an implementation against every rule of the contract,
 // and [MemoryRepository] is the reference implementation. Listing is by
 // keyset: [NextCursor] continues a [Filter] after the page it was given,
 // without duplicates or gaps while new logs are written.
+//
+// # Errors
+//
+// Errors are wrapped with detail and tested with errors.Is against the
+// package's sentinels: [ErrInvalidLog] for a log that fails
+// [Log.Validate] (a [*ValidationError] names the field), [ErrInvalidFilter]
+// for a [Filter] that fails [Filter.Validate], [ErrAlreadyExists] for a
+// log whose ID is stored already, [ErrNotFound] for an ID that is not, and
+// [ErrMaybeStored] for a store whose outcome a [Repository] cannot know —
+// the safe retry is [Logger.Record] with the same log, under the same ID.
+// What a publisher did not deliver is reported as a [*PublishError],
+// whose cause may be [ErrQueueFull] or [ErrClosed].
 //
 // # Publishing
 //
@@ -66,7 +79,13 @@
 // per publisher (see [WithPublisher]). Publishing never fails Log, and
 // never holds it up unless a publisher is attached with [BlockWhenFull];
 // what a publisher could not deliver is counted in [Logger.Stats] and
-// reported to an error handler. [Logger.Close] drains the queues.
+// reported to an error handler. [Logger.Close] drains the queues within
+// its context's deadline. It may be called from any goroutine, the error
+// handler included, and more than once: every call waits for the same
+// drain and returns the same result, but one given the context of a
+// Publish call, which cannot wait for that call and returns at once. A
+// publisher that fails, panics or ends its goroutine with runtime.Goexit
+// loses only the log it was given.
 //
 // # Canonical encoding
 //

@@ -99,7 +99,12 @@ func (l Log) Clone() Log {
 }
 
 // Validate reports whether l can be stored. The error it returns wraps
-// ErrInvalidLog and is a *ValidationError naming the first offending field.
+// ErrInvalidLog and is a *ValidationError naming the first offending field,
+// in this order: id, org_id, source, action, actor.id, actor.type,
+// actor.name, target.id, target.type, target.name, created_at, then
+// metadata — the number of keys, then, of the offending pairs, the one
+// with the least key in byte order. Logger.Log and Logger.Record name the
+// same field for the log they would store.
 //
 // ID, Source, Action, Actor.Type and a CreatedAt are required; CreatedAt
 // must fall in the years 1 to 9999 and not be the zero time once truncated
@@ -251,22 +256,33 @@ func appendPairs(dst []kv, md map[string]string) []kv {
 }
 
 // validatePairs validates metadata given as pairs with distinct keys.
+// Of several offending pairs it names the one with the least key, in byte
+// order, whatever order the pairs come in: map order must not decide which
+// error a log gets.
 func validatePairs(pairs []kv) error {
 	if len(pairs) > MaxMetadataKeys {
 		return tooManyKeys(len(pairs))
 	}
-	for _, p := range pairs {
-		if p.k == "" {
-			return invalidLog("metadata", "has an empty key")
+	bad := -1
+	for i, p := range pairs {
+		if p.k != "" && checkString(p.k, MaxMetadataKeyLen) == "" && checkString(p.v, MaxMetadataValueLen) == "" {
+			continue
 		}
-		if reason := checkString(p.k, MaxMetadataKeyLen); reason != "" {
-			return invalidLog("metadata key "+strconv.Quote(truncateForMessage(p.k)), reason)
-		}
-		if reason := checkString(p.v, MaxMetadataValueLen); reason != "" {
-			return invalidLog("metadata["+strconv.Quote(truncateForMessage(p.k))+"]", reason)
+		if bad < 0 || p.k < pairs[bad].k {
+			bad = i
 		}
 	}
-	return nil
+	if bad < 0 {
+		return nil
+	}
+	p := pairs[bad]
+	if p.k == "" {
+		return invalidLog("metadata", "has an empty key")
+	}
+	if reason := checkString(p.k, MaxMetadataKeyLen); reason != "" {
+		return invalidLog("metadata key "+strconv.Quote(truncateForMessage(p.k)), reason)
+	}
+	return invalidLog("metadata["+strconv.Quote(truncateForMessage(p.k))+"]", checkString(p.v, MaxMetadataValueLen))
 }
 
 // checkString returns why s is not acceptable as a stored string of at most

@@ -270,3 +270,36 @@ func FuzzLogJSON(f *testing.F) {
 		checkSameLog(t, back, l)
 	})
 }
+
+// TestValidateNamesOneFirstField: of several faults, Validate names the
+// first in its documented order, whatever order the map gives the pairs.
+func TestValidateNamesOneFirstField(t *testing.T) {
+	md := map[string]string{"z": "\x00", "b\xff": "v", "m": strings.Repeat("v", audit.MaxMetadataValueLen+1), "a": "fine", "c\x00": "v"}
+	for _, tt := range []struct {
+		name  string
+		log   audit.Log
+		field string
+	}{
+		{"pairs", audit.Log{ID: "i", Source: "s", Action: "a", Actor: audit.Actor{Type: "user"}, CreatedAt: time.Now(), Metadata: md}, `metadata key "b\xff"`},
+		{"a field before the pairs", audit.Log{ID: "i", Source: "s", Actor: audit.Actor{Type: "user"}, CreatedAt: time.Now(), Metadata: md}, "action"},
+		{"created_at before the pairs", audit.Log{ID: "i", Source: "s", Action: "a", Actor: audit.Actor{Type: "user"}, Metadata: md}, "created_at"},
+		{"the empty key first", audit.Log{ID: "i", Source: "s", Action: "a", Actor: audit.Actor{Type: "user"}, CreatedAt: time.Now(),
+			Metadata: map[string]string{"a": "\x00", "": "v"}}, "metadata"},
+		{"a value", audit.Log{ID: "i", Source: "s", Action: "a", Actor: audit.Actor{Type: "user"}, CreatedAt: time.Now(),
+			Metadata: map[string]string{"y": "\xff", "x": "\x00", "w": "fine"}}, `metadata["x"]`},
+	} {
+		for range 50 { // map order changes from one range to the next
+			var ve *audit.ValidationError
+			if err := tt.log.Validate(); !errors.As(err, &ve) || ve.Field != tt.field {
+				t.Fatalf("%s: got %v, want an error naming %s", tt.name, err, tt.field)
+			}
+		}
+	}
+	f := audit.Filter{Metadata: map[string]string{"z": "\x00", "b\xff": "v", "c\x00": "v", "a": "fine"}}
+	for range 50 {
+		var ve *audit.ValidationError
+		if err := f.Validate(); !errors.As(err, &ve) || ve.Field != `metadata key "b\xff"` {
+			t.Fatalf("Filter.Validate: got %v, want an error naming the least offending key", err)
+		}
+	}
+}

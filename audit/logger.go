@@ -68,12 +68,43 @@ func WithTimeout(d time.Duration) Option {
 }
 
 // WithRedactedKeys replaces the fragments that make a metadata key look
-// secret. The value of a secret-looking key is stored as Redacted. A key
-// looks secret when, compared case-insensitively (by Unicode lower case)
-// and with '-' read as '_', it contains one of the fragments. The default
-// fragments are password, secret, token, authorization, cookie, api_key
-// and private_key, so that "X-Api-Key" and "Authorization" are redacted.
-// With no fragments nothing is redacted.
+// secret. The value of a secret-looking key is stored as Redacted. With no
+// fragments nothing is redacted.
+//
+// A key looks secret when it contains one of the fragments, both read
+// without the separators '_', '-', '.' and ' ' and compared rune by rune
+// as strings.EqualFold compares them: by Unicode simple case folding, so
+// "paſſword" contains "password" (but "ß" is not "ss"). A fragment of at
+// most four characters, so read, must also start and end at word
+// boundaries of the key: its start and end, a separator, a letter
+// followed by a digit or a digit followed by a letter ("pin|1"), a
+// lower-case letter followed by an upper-case one ("user|Pin"), and an
+// upper-case letter followed by one that starts a capitalized word
+// ("PIN|Code"). So "pin" makes "pin", "card.pin", "card_pin1", "userPin"
+// and "PINCode" secret, but not "spinner", "shipping" or "pincode"; a
+// longer fragment matches anywhere, "token" in "tokenizer" too.
+//
+// The default fragments (see DefaultRedactedKeys) are the names that
+// credentials go by: password, passwd, pass, pwd, passphrase, passcode,
+// pin, pgpass; otp, totp, hotp, mfacode, recoverycode, backupcode, cvv,
+// cvc; secret, token, bearer, jwt, auth, authorization, credential, creds,
+// apikey, accesskey, privatekey, privkey, sshkey, signingkey,
+// encryptionkey, masterkey; dsn, databaseurl, dburl, connectionstring;
+// cookie, sessionid, sessid, sessionkey. So "X-Api-Key", "Authorization",
+// "X-Auth", "client_secret", "x-amz-security-token", "priv_key",
+// "mfa_code", "Set-Cookie" and "session_id" are redacted, and so are
+// connection strings, "dsn" and "DATABASE_URL", which carry a password;
+// "author", "authority", "oauth_provider", "request_id" and "passenger"
+// are not.
+//
+// A fragment makes every key that holds it secret, whatever the key
+// means: "max_tokens" and "tokens_used" are redacted like "refresh_token",
+// and "auth_method" like "basic_auth". That is the trade-off the defaults
+// make, since redacting an innocent value costs less than leaking a
+// secret; name such a value otherwise ("login_method"), or leave the
+// fragment out. Personal data, such as an "ssn", is not in the defaults:
+// what a service must not keep is its own policy, and it adds those names
+// to DefaultRedactedKeys.
 func WithRedactedKeys(fragments ...string) Option {
 	return func(lg *Logger) { lg.redact = newRedactor(fragments) }
 }
@@ -190,17 +221,19 @@ func (lg *Logger) store(ctx context.Context, l *Log) error {
 			known |= fieldSource
 		}
 	}
-	md, fromCtx, err := lg.metadata(ctx, l)
+	md, fromCtx, mdErr := lg.metadata(ctx, l)
 	l.Metadata = md
-	if err == nil {
-		err = l.validateFieldsExcept(known | fromCtx)
-	}
-	if err != nil {
+	// In Validate's order, so that a log with several faults gets the
+	// error Validate would give it: the fields, then the metadata.
+	if err := l.validateFieldsExcept(known | fromCtx); err != nil {
 		return err
+	}
+	if mdErr != nil {
+		return mdErr
 	}
 
 	sctx, d := detach(ctx, lg.timeout, now)
-	err = lg.repo.Create(sctx, l)
+	err := lg.repo.Create(sctx, l)
 	d.stop()
 	if err != nil {
 		return fmt.Errorf("audit: storing %s log %s: %w", l.Action, l.ID, err)

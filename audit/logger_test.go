@@ -100,8 +100,9 @@ func TestLoggerRecord(t *testing.T) {
 }
 
 func TestLoggerRedaction(t *testing.T) {
-	secretKeys := []string{"password", "X-Api-Key", "Authorization", "session_token", "Cookie", "client-secret", "PRIVATE-KEY", "apiKey_token"}
-	plainKeys := []string{"ip", "user_agent", "passwd_hint_len", "api", "route"}
+	secretKeys := []string{"password", "X-Api-Key", "Authorization", "session_token", "Cookie", "client-secret", "PRIVATE-KEY",
+		"apiKey_token", "apiKey", "passwd_hint_len", "pa\u017f\u017fword", "userPin", "session_id"}
+	plainKeys := []string{"ip", "user_agent", "api", "route", "author", "passenger", "shipping"}
 	md := map[string]string{}
 	for _, k := range append(secretKeys, plainKeys...) {
 		md[k] = "value of " + k

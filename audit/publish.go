@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,8 +21,15 @@ import (
 // error that kept it from being delivered; it should retry transient
 // failures itself, within ctx's lifetime, and give up when ctx ends. ctx
 // carries the values of the context the log was written with, but not its
-// cancellation; it ends when the Logger is closed and its drain deadline
-// passes.
+// cancellation; it ends when Close gives up waiting for the publishers,
+// and context.Cause then returns the cause of Close's ctx. A Publish that
+// calls Close, itself or through the error handler of a Log it calls,
+// should give Close ctx or a context derived from it: that Close then
+// stops publishing and returns at once, with an error wrapping ErrClosed,
+// instead of waiting for the drain, which waits for this very call. A
+// Publish that panics, or ends its goroutine with runtime.Goexit (as
+// t.Fatal does in a test), fails its log, and the publisher goes on with
+// the next.
 //
 // The log and its Metadata map may be shared with other publishers:
 // Publish must not modify them, but it may retain them. Publish must be
@@ -64,13 +72,29 @@ func (e *PublishError) Error() string {
 func (e *PublishError) Unwrap() error { return e.Err }
 
 // PublishStats counts what a Logger's publishers did, summed over all of
-// them: a log sent to two publishers counts twice. Every log handed to a
-// publisher ends up Delivered, Failed or Dropped, or is still queued.
+// them: a log sent to two publishers counts twice.
+//
+// A log that passes a publisher's filters is Enqueued: handed to the
+// publisher. Its queue takes it, and it is Queued until it is Delivered or
+// Failed, or Dropped when Close gives up; or the queue does not take it,
+// and it is Dropped at once: the queue was full (and stayed full while Log
+// waited, with BlockWhenFull), or the Logger was closed. So at every
+// moment
+//
+//	Enqueued == Delivered + Failed + Dropped + Queued
+//
+// for the counts of each publisher, which are read at one moment, and so
+// for their sums in Logger.Stats and Logger.PublisherStats. Queued is 0
+// once a Close that waits for the drain has returned. A log that Close
+// gives up on while its Publish call runs counts as Failed at once,
+// whatever the call returns later. Every Failed and Dropped log is
+// reported to the error handler.
 type PublishStats struct {
-	Enqueued  uint64 // logs put in a publisher's queue
+	Enqueued  uint64 // logs handed to a publisher: they passed its filters
 	Delivered uint64 // Publish returned nil
-	Failed    uint64 // Publish returned an error or panicked
-	Dropped   uint64 // never reached Publish: queue full, Log's context ended while waiting, Logger closed, drain deadline passed
+	Failed    uint64 // Publish returned an error, panicked or called runtime.Goexit, or Close gave up while it ran
+	Dropped   uint64 // never reached Publish: queue full, Log's context ended or the Logger's timeout passed while waiting, Logger closed, Close gave up
+	Queued    uint64 // held by the publisher: in its queue, or being published
 }
 
 // PublishOption configures one publisher attached with WithPublisher.
@@ -128,6 +152,9 @@ func BlockWhenFull() PublishOption {
 // then handed to p, if its action passes p's filters, through a bounded
 // queue of its own and p's own goroutines. A slow, failing or panicking
 // publisher never fails Logger.Log and does not hold up other publishers.
+// Every log handed to p counts as Enqueued in Logger.Stats, and as Queued
+// until it is Delivered, Failed or Dropped; one its queue does not take is
+// Dropped at once (see PublishStats).
 //
 // A queued log keeps the values of the context it was written with, which
 // Publish receives, until it is published. A Logger with publishers runs
@@ -153,10 +180,11 @@ func WithPublisher(p Publisher, opts ...PublishOption) Option {
 // WithErrorHandler sets the function that learns of every log a publisher
 // did not deliver, as a *PublishError. It is called from Logger.Log for
 // logs that were not queued — the queue was full, Log's context ended
-// while waiting, or the Logger was closed — and from the publishers'
-// goroutines for logs that Publish failed or Close gave up on; so it must
-// be fast and safe for concurrent use. The default logs each error with
-// slog.Default at level Error.
+// while waiting, or the Logger was closed —, from the publishers'
+// goroutines for logs that Publish failed, and from the publishers'
+// goroutines or from Close for logs that Close gave up on; so it must be
+// fast and safe for concurrent use. It may call Close (see Logger.Close).
+// The default logs each error with slog.Default at level Error.
 func WithErrorHandler(h func(error)) Option {
 	return func(lg *Logger) {
 		if h != nil {
@@ -185,17 +213,51 @@ type publisher struct {
 	queueSize int
 	block     bool
 
-	queue                                chan queued
-	enqueued, delivered, failed, dropped atomic.Uint64
+	// room has a token when a worker took a log from the queue of a
+	// publisher with BlockWhenFull: a Log waiting for room takes it, tries
+	// again, and passes it on if room is left.
+	room chan struct{}
+
+	// mu guards what follows. The queue and the counts change together
+	// under it, so that a log is always counted once, and Stats reads one
+	// moment.
+	mu    sync.Mutex
+	ready sync.Cond // on mu: a log was queued, or the queue closed
+	// The queue: a ring of queueSize logs, n of them from head on.
+	ring    []queued
+	head, n int
+	// closed is set when Close starts: nothing is queued any more.
+	closed bool
+	// The counts of PublishStats, held being Queued: Enqueued is always
+	// delivered + failed + dropped + held.
+	enqueued, delivered, failed, dropped, held uint64
+	// seats are the goroutines that take logs from the queue, one per
+	// worker; reporting counts those reporting to the error handler, for
+	// whom Close waits.
+	seats     []*seat
+	reporting int
+	drained   bool // closed, and nothing held or being reported
+}
+
+// seat is one of a publisher's workers, held by one goroutine at a time;
+// its fields are guarded by the publisher's mu.
+type seat struct {
+	publishing bool // its goroutine is in Publish, with log
+	log        Log
+	// cut is set when Close gave up while the goroutine was in Publish:
+	// the log is counted and reported already.
+	cut       bool
+	reporting bool // its goroutine is in the error handler
+	// taken is set when Close gave the seat to a new goroutine while this
+	// one was in the error handler, which may be the goroutine that called
+	// Close: once back, that goroutine stops.
+	taken bool
 }
 
 func (p *publisher) stats() PublishStats {
-	return PublishStats{
-		Enqueued:  p.enqueued.Load(),
-		Delivered: p.delivered.Load(),
-		Failed:    p.failed.Load(),
-		Dropped:   p.dropped.Load(),
-	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return PublishStats{Enqueued: p.enqueued, Delivered: p.delivered, Failed: p.failed, Dropped: p.dropped, Queued: p.held}
 }
 
 // queued is a stored log waiting for a publisher, with the context it was
@@ -203,6 +265,41 @@ func (p *publisher) stats() PublishStats {
 type queued struct {
 	ctx context.Context
 	log Log
+}
+
+// push queues item if there is room; p.mu must be held.
+func (p *publisher) push(item queued) bool {
+	if p.n == len(p.ring) {
+		return false
+	}
+	p.ring[(p.head+p.n)%len(p.ring)] = item
+	p.n++
+	p.enqueued++
+	p.held++
+	p.ready.Signal()
+	return true
+}
+
+// pop takes the oldest queued log; p.mu must be held and p.n > 0.
+func (p *publisher) pop() queued {
+	item := p.ring[p.head]
+	p.ring[p.head] = queued{}
+	p.head = (p.head + 1) % len(p.ring)
+	p.n--
+	p.signalRoom()
+	return item
+}
+
+// signalRoom tells a Log waiting for room in p's queue, if any, that there
+// may be; p.mu must be held.
+func (p *publisher) signalRoom() {
+	if p.room == nil {
+		return
+	}
+	select {
+	case p.room <- struct{}{}:
+	default: // a token is there already
+	}
 }
 
 func (p *publisher) wants(action string) bool {
@@ -226,16 +323,18 @@ func matchAny(patterns []string, action string) bool {
 
 // publishing is the publishing state of a Logger.
 type publishing struct {
-	mu        sync.RWMutex // held for reading while queueing, for writing by Close
-	closed    bool
-	closing   chan struct{} // closed when Close starts, to free Logs waiting for room
-	closeOnce sync.Once
+	life   context.Context // the context of every Publish call; canceled when the drain is over
+	cancel context.CancelCauseFunc
 
-	life    context.Context // the context of every Publish call; canceled when Close gives up
-	cancel  context.CancelFunc
-	workers sync.WaitGroup
+	stopOnce sync.Once
+	closing  chan struct{} // closed when Close is first called, to free Logs waiting for room
 
-	lost atomic.Uint64 // not published because Close gave up
+	undrained atomic.Int32  // publishers not drained yet
+	drained   chan struct{} // closed when every publisher is drained
+
+	mu      sync.Mutex    // held while the drain is declared over
+	over    chan struct{} // closed once the drain is over, when outcome is set
+	outcome error         // what every Close returns
 }
 
 // startPublishing starts the goroutines of every publisher.
@@ -243,66 +342,87 @@ func (lg *Logger) startPublishing() {
 	if len(lg.pubs) == 0 {
 		return
 	}
-	lg.pub.life, lg.pub.cancel = context.WithCancel(context.Background())
-	lg.pub.closing = make(chan struct{})
+	ps := &lg.pub
+	ps.life, ps.cancel = context.WithCancelCause(context.Background())
+	ps.closing = make(chan struct{})
+	ps.drained = make(chan struct{})
+	ps.over = make(chan struct{})
+	ps.undrained.Store(int32(len(lg.pubs)))
 	for _, p := range lg.pubs {
-		p.queue = make(chan queued, p.queueSize)
+		p.ring = make([]queued, p.queueSize)
+		p.ready.L = &p.mu
+		if p.block {
+			p.room = make(chan struct{}, 1)
+		}
 		for range p.workers {
-			lg.pub.workers.Add(1)
-			go lg.work(p)
+			s := &seat{}
+			p.seats = append(p.seats, s)
+			go lg.work(p, s)
 		}
 	}
 }
 
 // publish hands a stored log to every publisher that wants it. Logs it
-// could not queue are reported once the lock is released, so that the
+// could not queue are reported after, outside any lock, so that the
 // error handler may do anything, Close included.
 func (lg *Logger) publish(ctx context.Context, stored *Log) {
 	l := *stored
-	var dropped []*PublishError
-	lg.pub.mu.RLock()
+	var refused []*PublishError
 	for _, p := range lg.pubs {
 		if !p.wants(l.Action) {
 			continue
 		}
 		if err := lg.enqueue(ctx, p, l); err != nil {
-			p.dropped.Add(1)
-			dropped = append(dropped, &PublishError{Publisher: p.name, Log: l, Err: err})
+			refused = append(refused, &PublishError{Publisher: p.name, Log: l, Err: err})
 		}
 	}
-	lg.pub.mu.RUnlock()
-	for _, e := range dropped {
+	for _, e := range refused {
 		lg.onError(e)
 	}
 }
 
-// enqueue puts l in p's queue, or returns why it did not; lg.pub.mu must
-// be held for reading. A queue with BlockWhenFull is waited for until ctx
-// ends, Close starts or the Logger's timeout passes.
+// enqueue puts l in p's queue, or counts it dropped and returns why it did
+// not. A queue with BlockWhenFull is waited for until ctx ends, Close
+// starts or the Logger's timeout passes.
 func (lg *Logger) enqueue(ctx context.Context, p *publisher, l Log) error {
-	if lg.pub.closed {
-		return ErrClosed
-	}
 	item := queued{ctx: ctx, log: l}
-	// Counted before the send, so that no worker counts the log done before
-	// it is counted queued; taken back if the send fails.
-	p.enqueued.Add(1)
-	select {
-	case p.queue <- item:
-		return nil
+	p.mu.Lock()
+	var err error
+	switch {
+	case p.closed:
+		err = ErrClosed
+	case p.push(item):
+	case p.block:
+		p.mu.Unlock()
+		return lg.wait(ctx, p, item)
 	default:
+		err = ErrQueueFull
 	}
-	err := ErrQueueFull
-	if p.block {
-		var timeout <-chan time.Time
-		if lg.timeout > 0 {
-			t := time.NewTimer(lg.timeout)
-			defer t.Stop()
-			timeout = t.C
-		}
+	if err != nil {
+		p.refuse()
+	}
+	p.mu.Unlock()
+	return err
+}
+
+// refuse counts a log that p's queue did not take; p.mu must be held.
+func (p *publisher) refuse() {
+	p.enqueued++
+	p.dropped++
+}
+
+// wait puts item in p's full queue once it has room, for BlockWhenFull.
+func (lg *Logger) wait(ctx context.Context, p *publisher, item queued) error {
+	var timeout <-chan time.Time
+	if lg.timeout > 0 {
+		t := time.NewTimer(lg.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		var err error
 		select {
-		case p.queue <- item:
-			return nil
+		case <-p.room:
 		case <-ctx.Done():
 			err = fmt.Errorf("%w: %w", ErrQueueFull, context.Cause(ctx))
 		case <-timeout:
@@ -310,36 +430,171 @@ func (lg *Logger) enqueue(ctx context.Context, p *publisher, l Log) error {
 		case <-lg.pub.closing:
 			err = ErrClosed
 		}
-	}
-	p.enqueued.Add(^uint64(0))
-	return err
-}
-
-func (lg *Logger) drop(p *publisher, l Log, err error) {
-	p.dropped.Add(1)
-	lg.onError(&PublishError{Publisher: p.name, Log: l, Err: err})
-}
-
-// work runs one of p's goroutines until p's queue is closed and empty.
-func (lg *Logger) work(p *publisher) {
-	defer lg.pub.workers.Done()
-	for item := range p.queue {
-		if err := lg.pub.life.Err(); err != nil {
-			// Close gave up waiting: what is still queued is not published.
-			lg.pub.lost.Add(1)
-			lg.drop(p, item.log, err)
-			continue
+		p.mu.Lock()
+		if err == nil && p.closed {
+			err = ErrClosed
 		}
-		err := callPublish(publishCtx{Context: lg.pub.life, values: context.WithoutCancel(item.ctx)}, p, item.log)
-		if err != nil {
-			p.failed.Add(1)
-			if lg.pub.life.Err() != nil {
-				lg.pub.lost.Add(1) // cut short by Close
+		if err == nil && p.push(item) {
+			if p.n < len(p.ring) {
+				p.signalRoom() // room is left, for the next Log waiting
 			}
-			lg.onError(&PublishError{Publisher: p.name, Log: item.log, Err: err})
+			p.mu.Unlock()
+			return nil
+		}
+		if err != nil {
+			p.refuse()
+			p.mu.Unlock()
+			return err
+		}
+		p.mu.Unlock() // another Log took the room
+	}
+}
+
+// take waits for a log in p's queue for seat s, and returns it, or false
+// once the queue is closed and empty.
+func (p *publisher) take(s *seat) (queued, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.n == 0 && !p.closed {
+		p.ready.Wait()
+	}
+	if p.n == 0 {
+		p.seats = slices.DeleteFunc(p.seats, func(t *seat) bool { return t == s })
+		return queued{}, false
+	}
+	item := p.pop()
+	s.publishing, s.log = true, item.log
+	return item, true
+}
+
+// settle counts how the Publish call of seat s ended: delivered when err
+// is nil, else failed, and then s is to report it, which Close waits for.
+// It reports whether s is to report it: not when the log was delivered,
+// nor when Close gave up on it while Publish ran and reported it.
+func (lg *Logger) settle(p *publisher, s *seat, err error) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.publishing, s.log = false, Log{}
+	if s.cut {
+		s.cut = false
+		return false
+	}
+	p.held--
+	if err == nil {
+		p.delivered++
+		lg.checkDrained(p)
+		return false
+	}
+	p.failed++
+	s.reporting = true
+	p.reporting++
+	return true
+}
+
+// reported records that s is back from the error handler, and reports
+// whether its goroutine still holds it.
+func (lg *Logger) reported(p *publisher, s *seat) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s.reporting = false
+	if s.taken {
+		return false
+	}
+	p.reporting--
+	lg.checkDrained(p)
+	return true
+}
+
+// checkDrained notes that p is drained once it is closed and nothing of
+// it is held or being reported; p.mu must be held.
+func (lg *Logger) checkDrained(p *publisher) {
+	if p.drained || !p.closed || p.held > 0 || p.reporting > 0 {
+		return
+	}
+	p.drained = true
+	if lg.pub.undrained.Add(-1) == 0 {
+		close(lg.pub.drained)
+	}
+}
+
+// giveSeat gives seat s of p to a new goroutine, and stops waiting for
+// the report of the one that held it; p.mu must be held.
+func (lg *Logger) giveSeat(p *publisher, s *seat) {
+	s.taken = true
+	if s.reporting {
+		p.reporting--
+		lg.checkDrained(p)
+	}
+	next := &seat{}
+	for i := range p.seats {
+		if p.seats[i] == s {
+			p.seats[i] = next
+		}
+	}
+	go lg.work(p, next)
+}
+
+// abandon gives seat s of p, whose goroutine is ending early, to a new
+// goroutine, unless Close did already.
+func (lg *Logger) abandon(p *publisher, s *seat) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !s.taken {
+		lg.giveSeat(p, s)
+	}
+}
+
+// errGoexit is the error of a log whose Publish call never returned: the
+// publisher ended its goroutine with runtime.Goexit.
+var errGoexit = errors.New("audit: publisher called runtime.Goexit (as t.Fatal and t.FailNow do) instead of returning")
+
+// Where a worker is, for the clean-up of one whose goroutine ends early.
+const (
+	atQueue = iota
+	inPublish
+	inReport
+	gone
+)
+
+// work runs seat s of p until p's queue is closed and empty, or until s
+// is given to another goroutine while this one is in the error handler.
+//
+// A Publish that panics fails its log. One that calls runtime.Goexit, or
+// an error handler that does, ends the goroutine: the log fails all the
+// same, and the seat goes to a new goroutine.
+func (lg *Logger) work(p *publisher, s *seat) {
+	var item queued
+	at := atQueue
+	defer func() {
+		if at == gone {
+			return
+		}
+		// The goroutine is ending early. The seat goes to a new goroutine
+		// even if the report below ends this one too.
+		defer lg.abandon(p, s)
+		if at == inPublish && lg.settle(p, s, errGoexit) {
+			lg.onError(&PublishError{Publisher: p.name, Log: item.log, Err: errGoexit})
+		}
+	}()
+	for {
+		var ok bool
+		if item, ok = p.take(s); !ok {
+			at = gone
+			return
+		}
+		at = inPublish
+		err := callPublish(publishCtx{Context: lg.pub.life, values: context.WithoutCancel(item.ctx), lg: lg}, p, item.log)
+		if !lg.settle(p, s, err) {
+			at = atQueue
 			continue
 		}
-		p.delivered.Add(1)
+		at = inReport
+		lg.onError(&PublishError{Publisher: p.name, Log: item.log, Err: err})
+		if !lg.reported(p, s) {
+			at = gone
+			return
+		}
+		at = atQueue
 	}
 }
 
@@ -354,21 +609,37 @@ func callPublish(ctx context.Context, p *publisher, l Log) (err error) {
 }
 
 // publishCtx is the context of a Publish call: the Logger's publishing
-// lifetime, with the values of the context the log was written with.
+// lifetime, with the values of the context the log was written with, and
+// the mark of the Logger whose Publish call it is.
 type publishCtx struct {
 	context.Context
 	values context.Context
+	lg     *Logger
 }
 
+// publishingKey is the key of the mark of a publishCtx: the Logger whose
+// Publish call the context, or the one it derives from, was given to.
+type publishingKey struct{}
+
 func (c publishCtx) Value(key any) any {
+	if key == any(publishingKey{}) {
+		return c.lg
+	}
 	if v := c.values.Value(key); v != nil {
 		return v
 	}
 	return c.Context.Value(key)
 }
 
+// errCloseFromPublish is what a Close called with the context of one of
+// its own Logger's Publish calls returns.
+var errCloseFromPublish = fmt.Errorf("%w: Close was given the context of a Publish call of this Logger, "+
+	"so it stopped publishing without waiting for the drain, which waits for that call", ErrClosed)
+
 // Stats returns what the Logger's publishers have done so far, summed
-// over all of them.
+// over all of them. The counts of each publisher are read at one moment,
+// under its lock, so the sums keep the equation that PublishStats states:
+// Enqueued == Delivered + Failed + Dropped + Queued.
 func (lg *Logger) Stats() PublishStats {
 	var total PublishStats
 	for _, p := range lg.pubs {
@@ -382,10 +653,12 @@ func (s *PublishStats) add(o PublishStats) {
 	s.Delivered += o.Delivered
 	s.Failed += o.Failed
 	s.Dropped += o.Dropped
+	s.Queued += o.Queued
 }
 
 // PublisherStats returns what each publisher has done so far, by the name
-// given with PublishName (or "publisher-N").
+// given with PublishName (or "publisher-N"). The counts of each publisher
+// are read at one moment, as for Stats, and keep the same equation.
 func (lg *Logger) PublisherStats() map[string]PublishStats {
 	m := make(map[string]PublishStats, len(lg.pubs))
 	for _, p := range lg.pubs {
@@ -396,51 +669,147 @@ func (lg *Logger) PublisherStats() map[string]PublishStats {
 	return m
 }
 
-// Close stops publishing: it stops queueing logs, waits until the
-// publishers delivered what is queued or ctx ends, and then stops the
-// publishers' goroutines. When ctx ends first, the context of running
-// Publish calls is canceled, what is still queued is dropped and
-// reported, and Close returns an error saying how many logs were not
-// published. Close waits for running Publish calls to return.
+// Close stops publishing and waits for the publishers to finish what is
+// queued.
 //
-// Log and Record keep storing logs after Close — requests still in flight
-// during a graceful shutdown must be audited — but no longer publish them;
-// each such log is reported with ErrClosed. Closing a Logger twice, or one
-// without publishers, does nothing.
+// At once, Close stops queueing: Log and Record keep storing logs —
+// requests still in flight during a graceful shutdown must be audited —,
+// but report each with ErrClosed instead of publishing it, and a Log
+// waiting for room in a queue (BlockWhenFull) is freed the same way.
+// Then Close waits until every queued log is delivered or has failed, and
+// every failure is reported to the error handler, or until ctx ends.
+// When ctx ends first, Close gives up: it drops the logs still queued, and
+// fails those whose Publish call still runs, whose context it cancels.
+// It does not wait for those calls, so it reports their logs as failed
+// with an error that says they may be delivered yet, and ignores what the
+// calls return. Close reports the logs it gives up itself, and returns an
+// error wrapping ctx's cause that counts them.
+//
+// Close may be called from any goroutine, the error handler included,
+// and more than once. Every call waits for the same drain, bounded by its
+// own ctx: the first ctx to end gives up for all of them. Every call
+// returns the same result, once the drain is over: nil when nothing was
+// given up, else the error of the give-up (but see below for a Close
+// given the ctx of a Publish call). The Close that gives up reports what
+// it gave up before it returns, but the others do not wait for those
+// reports, since the error handler called for them may itself call Close:
+// a Close may return while the logs that another Close gave up on are
+// still being reported to the error handler.
+//
+// The drain does not wait for error handler calls that were running when
+// a Close was called, since one of them may be that Close's caller: their
+// publisher goes on with another goroutine. A handler that calls Close may
+// be called again from within that Close, for a log it gives up.
+//
+// The drain waits for every Publish call, so a Close called from Publish —
+// directly, or from the error handler of a Log that Publish called —
+// cannot wait for it. Given the ctx of that Publish call, or a context
+// derived from it, Close stops queueing and returns at once an error
+// wrapping ErrClosed that says so; the drain goes on without it, for the
+// other Close calls to wait for. Given another ctx, it waits for the very
+// Publish call it was called from, so it returns only when that ctx ends,
+// giving up. Closing a Logger without publishers does nothing.
 func (lg *Logger) Close(ctx context.Context) error {
+	if len(lg.pubs) == 0 {
+		return nil
+	}
 	ps := &lg.pub
-	ps.closeOnce.Do(func() {
-		if ps.closing != nil {
-			close(ps.closing)
-		}
-	})
-	ps.mu.Lock()
-	if ps.closed || len(lg.pubs) == 0 {
-		ps.closed = true
-		ps.mu.Unlock()
-		return nil
+	ps.stopOnce.Do(lg.stopQueueing)
+	if ctx.Value(publishingKey{}) == lg {
+		return errCloseFromPublish
 	}
-	ps.closed = true
+	// A seat whose goroutine is in the error handler may be the one
+	// calling Close: it goes to a new goroutine, which takes the rest of
+	// the queue, and the drain waits for that goroutine, not this one.
 	for _, p := range lg.pubs {
-		close(p.queue)
-	}
-	ps.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() {
-		ps.workers.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		ps.cancel()
-		return nil
-	case <-ctx.Done():
-		ps.cancel()
-		<-done
-		if n := ps.lost.Load(); n > 0 {
-			return fmt.Errorf("audit: closing: %d queued logs not published: %w", n, context.Cause(ctx))
+		p.mu.Lock()
+		for _, s := range p.seats {
+			if s.reporting && !s.taken {
+				lg.giveSeat(p, s)
+			}
 		}
-		return nil
+		p.mu.Unlock()
+	}
+	select {
+	case <-ps.over:
+	case <-ps.drained:
+		lg.endDrain(nil)
+	case <-ctx.Done():
+		lg.endDrain(context.Cause(ctx))
+	}
+	return ps.outcome
+}
+
+// stopQueueing closes every queue, once.
+func (lg *Logger) stopQueueing() {
+	close(lg.pub.closing) // frees the Logs waiting for room
+	for _, p := range lg.pubs {
+		p.mu.Lock()
+		p.closed = true
+		p.ready.Broadcast()
+		lg.checkDrained(p)
+		p.mu.Unlock()
+	}
+}
+
+// endDrain declares the drain over, unless it is already: when every
+// publisher is drained, with no error; else, when the ctx of a Close ended
+// with cause, by giving up what is left.
+func (lg *Logger) endDrain(cause error) {
+	ps := &lg.pub
+	ps.mu.Lock()
+	select {
+	case <-ps.over:
+		ps.mu.Unlock()
+		return
+	default:
+	}
+	select {
+	case <-ps.drained:
+		cause = nil
+	default:
+	}
+	if cause == nil {
+		ps.cancel(ErrClosed)
+		close(ps.over)
+		ps.mu.Unlock()
+		return
+	}
+	// What is queued is dropped. What is being published fails now: the
+	// call is canceled, and Close does not wait for it, so its outcome is
+	// not known; it may deliver the log yet.
+	cut := fmt.Errorf("audit: Close gave up while the log was being published, which may deliver it yet: %w", cause)
+	var lost []*PublishError
+	var dropped, failed int
+	for _, p := range lg.pubs {
+		p.mu.Lock()
+		for p.n > 0 {
+			item := p.pop()
+			p.held--
+			p.dropped++
+			lost = append(lost, &PublishError{Publisher: p.name, Log: item.log, Err: cause})
+			dropped++
+		}
+		for _, s := range p.seats {
+			if s.publishing && !s.cut {
+				s.cut = true
+				p.held--
+				p.failed++
+				lost = append(lost, &PublishError{Publisher: p.name, Log: s.log, Err: cut})
+				failed++
+			}
+		}
+		lg.checkDrained(p)
+		p.mu.Unlock()
+	}
+	ps.cancel(cause)
+	if len(lost) > 0 {
+		ps.outcome = fmt.Errorf("audit: closing: %d logs not published (%d dropped from the queues, %d cut short while being published): %w",
+			len(lost), dropped, failed, cause)
+	}
+	close(ps.over)
+	ps.mu.Unlock()
+	for _, e := range lost {
+		lg.onError(e)
 	}
 }

@@ -79,12 +79,12 @@ type testCase struct {
 var cases = []testCase{
 	{
 		name:  "CreateValidates",
-		rule:  "Create rejects a log that fails Validate with an error wrapping audit.ErrInvalidLog, and stores nothing",
+		rule:  "Create validates first: it rejects a log that fails Validate with an error wrapping audit.ErrInvalidLog (not audit.ErrMaybeStored), whatever its ID and ctx, and stores nothing",
 		check: checkCreateValidates,
 	},
 	{
 		name:  "CreateRejectsDuplicateID",
-		rule:  "Create rejects a log whose ID is already stored (compared byte for byte) with an error wrapping audit.ErrAlreadyExists, and keeps the stored log",
+		rule:  "Create rejects a log whose ID is already stored (compared byte for byte) with an error wrapping audit.ErrAlreadyExists (not audit.ErrMaybeStored), and keeps the stored log",
 		check: checkCreateRejectsDuplicateID,
 	},
 	{
@@ -170,12 +170,19 @@ var cases = []testCase{
 	},
 	{
 		name:  "ContextDone",
-		rule:  "Create, List and GetByID return an error when ctx is already canceled or past its deadline",
+		rule:  "Create, List and GetByID return an error when ctx is already canceled or past its deadline; Create then stores nothing, and its error does not wrap audit.ErrMaybeStored",
 		check: checkContextDone,
 	},
 	{
-		name:  "ConcurrentUse",
-		rule:  "Create, List and GetByID are safe for concurrent use: a log can be read as soon as Create returns, and of concurrent Creates of one ID exactly one succeeds",
+		name: "CreateOutcome",
+		rule: "Create's error tells what was stored: after nil the log is stored; after an error wrapping audit.ErrMaybeStored it may be, " +
+			"and Create of the same log again returns nil or an error wrapping audit.ErrAlreadyExists, after which it is stored; after any other error it is not stored, then or later",
+		check: checkCreateOutcome,
+	},
+	{
+		name: "ConcurrentUse",
+		rule: "Create, List and GetByID are safe for concurrent use: a log can be read as soon as Create returns, and only whole; " +
+			"of concurrent Creates of one ID exactly one succeeds, and the ID stays taken",
 		check: checkConcurrentUse,
 	},
 }

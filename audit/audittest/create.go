@@ -1,12 +1,14 @@
 package audittest
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/raystack/salt/audit"
 )
@@ -60,18 +62,35 @@ func invalidLogs(g *gen) []namedLog {
 
 func checkCreateValidates(t *testing.T, k *kit) {
 	t.Helper()
-	for _, tt := range invalidLogs(newGen(1)) {
+	g := newGen(1)
+	canceled, cancel := context.WithCancel(bg)
+	cancel()
+	for _, tt := range invalidLogs(g) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := tt.log
 			if err := l.Validate(); err == nil {
 				t.Fatalf("audittest: %s passes Validate; the case is wrong", fmtLog(l))
 			}
 			repo := k.mustRepo(t)
+			// A stored log, whose ID the invalid log then takes: validation
+			// comes first, before the check for a duplicate ID.
+			all := k.mustCreate(t, repo, newLog(g.id("stored-"), at(1, 0)))
 			what := "Create(" + fmtLog(l) + ")"
-			k.checkErrorIs(t, what, repo.Create(bg, &l), audit.ErrInvalidLog)
-			if got := k.mustList(t, repo, audit.Filter{Limit: audit.MaxLimit}); len(got) > 0 {
-				t.Errorf("List after %s: got %d logs %s, want none: %s", what, len(got), fmtIDs(got), k.rule)
+			try := func(what string, ctx context.Context, l audit.Log) {
+				t.Helper()
+				err := repo.Create(ctx, &l)
+				if k.checkErrorIs(t, what, err, audit.ErrInvalidLog) {
+					k.checkDefinite(t, what, err)
+				}
 			}
+			try(what, bg, l)
+			try(what+" with a canceled ctx", canceled, l)
+			if l.ID != "" && len(l.ID) <= audit.MaxIDLen && utf8.ValidString(l.ID) && !strings.Contains(l.ID, "\x00") {
+				dup := l.Clone()
+				dup.ID = all[0].ID
+				try("Create("+fmtLog(dup)+") with the ID of a stored log", bg, dup)
+			}
+			k.checkList(t, repo, audit.Filter{Limit: audit.MaxLimit}, all)
 		})
 	}
 }
@@ -97,7 +116,17 @@ func checkCreateRejectsDuplicateID(t *testing.T, k *kit) {
 	} {
 		dup := first.Clone()
 		tt.change(&dup)
-		k.checkErrorIs(t, "Create("+fmtLog(dup)+") of "+tt.name+" with a stored ID", repo.Create(bg, &dup), audit.ErrAlreadyExists)
+		what := "Create(" + fmtLog(dup) + ") of " + tt.name + " with a stored ID"
+		err := repo.Create(bg, &dup)
+		if k.checkErrorIs(t, what, err, audit.ErrAlreadyExists) {
+			k.checkDefinite(t, what, err)
+		}
+		// The stored log stays as it was, after each rejected duplicate.
+		if got, err := repo.GetByID(bg, first.ID); err != nil {
+			t.Errorf("GetByID(%q) after %s: got error %v, want the first log stored with that ID: %s", first.ID, what, err, k.rule)
+		} else {
+			k.checkLog(t, fmt.Sprintf("GetByID(%q) after %s", first.ID, what), got, stored(first))
+		}
 	}
 
 	// IDs that differ in a byte only are different IDs, whatever a
@@ -200,7 +229,20 @@ func checkResultsBelongToCaller(t *testing.T, k *kit) {
 	}
 	mutateLog(&got)
 	page := k.mustList(t, repo, audit.Filter{})
+	// What a List returned stays as it was when the repository is used
+	// again: it is not a buffer that the next call fills.
+	before := make([]audit.Log, len(page))
 	for i := range page {
+		before[i] = page[i].Clone()
+	}
+	k.mustList(t, repo, audit.Filter{Cursor: audit.NextCursor(page[:1]), Limit: 1})
+	if _, err := repo.GetByID(bg, all[1].ID); err != nil {
+		t.Errorf("GetByID(%q): got error %v, want nil: %s", all[1].ID, err, k.rule)
+	}
+	for i := range page {
+		if !sameLog(page[i], before[i]) {
+			t.Errorf("a page List returned, after more calls to List and GetByID: log %d: got %s, want %s unchanged: %s", i, fmtLog(page[i]), fmtLog(before[i]), k.rule)
+		}
 		mutateLog(&page[i])
 	}
 
@@ -250,6 +292,9 @@ func roundTripLogs() []audit.Log {
 			audit.MetadataIP: "192.0.2.10", audit.MetadataUserAgent: "curl/8.5.0",
 			audit.MetadataRequestID: "req-1", audit.MetadataTraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
 			audit.MetadataOutcome: audit.OutcomeSuccess,
+			// Keys that document stores and HTTP libraries are known to
+			// change: dotted paths, operators, header-like names.
+			"http.route": "/v1/users", "$set": "x", "a.b.c": "d", "X-Forwarded-For": "203.0.113.1",
 		},
 		CreatedAt: at(1, 1),
 	}

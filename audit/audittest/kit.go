@@ -75,6 +75,19 @@ func (k *kit) checkErrorIs(t *testing.T, what string, err, target error) bool {
 	return false
 }
 
+// checkDefinite reports if err wraps audit.ErrMaybeStored: Create's
+// outcome is known to it when it rejects an invalid log or a duplicate ID,
+// or is given a ctx that is done already, and what it knows it must say.
+// what names the call.
+func (k *kit) checkDefinite(t *testing.T, what string, err error) bool {
+	t.Helper()
+	if !errors.Is(err, audit.ErrMaybeStored) {
+		return true
+	}
+	t.Errorf("%s: got error %q, which wraps audit.ErrMaybeStored, want an error that does not: the outcome is known: %s", what, err, k.rule)
+	return false
+}
+
 // errorName returns the name of a sentinel error of package audit.
 func errorName(target error) string {
 	for _, s := range []struct {
@@ -85,6 +98,7 @@ func errorName(target error) string {
 		{audit.ErrAlreadyExists, "audit.ErrAlreadyExists"},
 		{audit.ErrInvalidLog, "audit.ErrInvalidLog"},
 		{audit.ErrInvalidFilter, "audit.ErrInvalidFilter"},
+		{audit.ErrMaybeStored, "audit.ErrMaybeStored"},
 	} {
 		if errors.Is(target, s.err) {
 			return s.name
@@ -120,7 +134,8 @@ func (k *kit) checkWalk(t *testing.T, repo audit.Repository, f audit.Filter, all
 	var got []audit.Log
 	for n := 1; ; n++ {
 		if n > len(want)/limit+2 {
-			t.Errorf("%s: got %d pages and more, want %d: %s", what, n-1, len(want)/limit+1, k.rule)
+			// Say which logs came too often, or should not have come.
+			k.checkLogs(t, fmt.Sprintf("%s: got %d pages and more, want %d", what, n-1, len(want)/limit+1), got, want)
 			return got, false
 		}
 		page, err := repo.List(bg, f)

@@ -1,6 +1,7 @@
 package audittest
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -29,11 +30,20 @@ func checkListOrder(t *testing.T, k *kit) {
 			l.CreatedAt = l.CreatedAt.In(zoneWest)
 		}
 	})
+	// Times of one second written with 0 to 6 fractional digits: a store
+	// that orders times as text, which leaves out trailing zeros, orders
+	// them wrongly.
+	second := base.Truncate(time.Second).Add(time.Minute)
+	for _, us := range []int{0, 100000, 120000, 123000, 123400, 123450, 123456, 900000, 999999} {
+		logs = append(logs, newLog(g.id("order-"), second.Add(time.Duration(us)*time.Microsecond)))
+	}
+	g.shuffle(logs)
 	repo := k.mustRepo(t)
 	all := k.mustCreate(t, repo, logs...)
 	k.checkList(t, repo, audit.Filter{Limit: audit.MaxLimit}, all)
 	k.checkList(t, repo, audit.Filter{}, all)
 	k.checkList(t, repo, audit.Filter{Limit: 10}, all)
+	k.checkWalk(t, repo, audit.Filter{Limit: 7}, all)
 }
 
 // tieIDs differ in ways that byte order and collations disagree about:
@@ -205,6 +215,31 @@ func checkFilterTimeRange(t *testing.T, k *kit) {
 			k.checkList(t, repo, tt.f, all)
 		})
 	}
+
+	// An open bound is open: it excludes neither the years before 1970
+	// nor those after now.
+	repo = k.mustRepo(t)
+	var far []audit.Log
+	for i, createdAt := range []time.Time{
+		time.Date(1, time.January, 1, 0, 0, 0, 1000, time.UTC),
+		time.Date(1969, time.December, 31, 23, 59, 59, 999999000, time.UTC),
+		time.Unix(0, 0).UTC(),
+		base,
+		time.Now().Add(time.Hour),
+		time.Date(9999, time.December, 31, 23, 59, 59, 999999000, time.UTC),
+	} {
+		far = append(far, newLog(fmt.Sprintf("far-%d", i), createdAt))
+	}
+	all = k.mustCreate(t, repo, far...)
+	for _, f := range []audit.Filter{
+		{},
+		{Since: time.Date(1969, time.January, 1, 0, 0, 0, 0, time.UTC)},
+		{Until: time.Date(1970, time.January, 1, 0, 0, 0, 1, time.UTC)},
+		{Since: base},
+		{Until: time.Date(9999, time.December, 31, 23, 59, 59, 999999001, time.UTC)},
+	} {
+		k.checkList(t, repo, f, all)
+	}
 }
 
 func checkFilterMetadata(t *testing.T, k *kit) {
@@ -223,6 +258,10 @@ func checkFilterMetadata(t *testing.T, k *kit) {
 		{"empty": ""},
 		{"empty": "x"},
 		{"\u043a\u043b\u044e\u0447": "\u0437\u043d\u0430\u0447\u0435\u043d\u0438\u0435"},
+		// Keys that a store building a JSON path or a query from them gets
+		// wrong: dotted, quoted, escaped, operators.
+		{"a.b": "dotted", "a": "plain"},
+		{"it's": "quoted", `say "hi"`: "double", `back\slash`: "escaped", "$gt": "operator"},
 	}
 	logs := g.logs(3*len(metadata), "md-", func(i int) time.Time { return at(i, g.ns()) }, func(i int, l *audit.Log) {
 		l.Metadata = metadata[i%len(metadata)]
@@ -248,6 +287,9 @@ func checkFilterMetadata(t *testing.T, k *kit) {
 		{"value with trailing space", audit.Filter{Metadata: map[string]string{"outcome": "success "}}},
 		{"Unicode pair", audit.Filter{Metadata: map[string]string{"\u043a\u043b\u044e\u0447": "\u0437\u043d\u0430\u0447\u0435\u043d\u0438\u0435"}}},
 		{"empty map", audit.Filter{Metadata: map[string]string{}}},
+		{"dotted key", audit.Filter{Metadata: map[string]string{"a.b": "dotted"}}},
+		{"quoted keys", audit.Filter{Metadata: map[string]string{"it's": "quoted", `say "hi"`: "double"}}},
+		{"escaped key and an operator", audit.Filter{Metadata: map[string]string{`back\slash`: "escaped", "$gt": "operator"}}},
 		{"pair and Action", audit.Filter{Metadata: map[string]string{"outcome": "success"}, Action: "app.b"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,8 +24,11 @@ func checkPagination(t *testing.T, k *kit) {
 	t.Helper()
 	g := newGen(20)
 	// Nine groups of five logs sharing a microsecond, so that pages end
-	// inside groups.
+	// inside groups; every exact-match field takes one of two values.
 	logs := g.logs(45, "page-", func(i int) time.Time { return at(i/5*10, g.ns()) }, func(i int, l *audit.Log) {
+		for _, d := range dimensions {
+			d.set(l, d.values[g.rng.IntN(2)])
+		}
 		l.OrgID = []string{"org-a", "org-b"}[i%2]
 		if i%3 == 0 {
 			l.Metadata["outcome"] = audit.OutcomeSuccess
@@ -37,9 +40,28 @@ func checkPagination(t *testing.T, k *kit) {
 	for _, limit := range []int{1, 2, 3, 5, 7, 44, 45, 46, 0} {
 		k.checkWalk(t, repo, audit.Filter{Limit: limit}, all)
 	}
-	k.checkWalk(t, repo, audit.Filter{OrgID: "org-a", Limit: 4}, all)
+	// Every field restricts every page, not only the first.
+	for _, d := range dimensions {
+		f := audit.Filter{Limit: 3}
+		d.filter(&f, d.values[0])
+		k.checkWalk(t, repo, f, all)
+	}
 	k.checkWalk(t, repo, audit.Filter{Since: at(10, 0), Until: at(40, 0), Limit: 3}, all)
 	k.checkWalk(t, repo, audit.Filter{OrgID: "org-b", Metadata: map[string]string{"outcome": audit.OutcomeSuccess}, Limit: 2}, all)
+
+	// A cursor and the time bounds restrict a page together, whichever is
+	// tighter: a cursor newer than Until, or older than Since.
+	for _, f := range []audit.Filter{
+		{Until: at(30, 0), Cursor: cursorAt(at(1000, 0), "~")},
+		{Until: at(30, 0), Cursor: cursorAt(at(40, 0), "0"), Limit: 4},
+		{Until: at(20, 1), Cursor: cursorAt(at(20, 0), "~")},
+		{Since: at(20, 0), Until: at(40, 0), Cursor: cursorAt(at(50, 0), "~"), Limit: 2},
+		{Since: at(20, 0), Cursor: cursorAt(at(10, 0), "~")},
+		{Since: at(20, 0), Cursor: cursorAt(at(20, 0), "~")},
+	} {
+		k.checkList(t, repo, f, all)
+		k.checkWalk(t, repo, f, all)
+	}
 
 	// Cursors at positions where no log is stored: before, inside and
 	// after groups, between groups, past either end. Generated IDs start

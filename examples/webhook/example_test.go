@@ -54,5 +54,5 @@ func Example() {
 	fmt.Printf("%+v\n", lg.Stats())
 	// Output:
 	// app.user.created u-42 u-43 true
-	// {Enqueued:1 Delivered:1 Failed:0 Dropped:0}
+	// {Enqueued:1 Delivered:1 Failed:0 Dropped:0 Queued:0}
 }

@@ -157,8 +157,11 @@ func TestLoggerOutage(t *testing.T) {
 			if got, want := st.Failed+st.Dropped, uint64(len(rep.ids)); got != want {
 				t.Errorf("Stats() Failed+Dropped is %d, want %d: what was reported", got, want)
 			}
-			if got, want := st.Enqueued, st.Delivered+st.Failed; got != want {
-				t.Errorf("Stats().Enqueued is %d, want Delivered+Failed = %d: Close drained the queue", got, want)
+			if got, want := st.Enqueued, uint64(total); got != want {
+				t.Errorf("Stats().Enqueued is %d, want %d: every log was handed to the publisher", got, want)
+			}
+			if got, want := st.Delivered+st.Failed+st.Dropped, st.Enqueued; st.Queued != 0 || got != want {
+				t.Errorf("Stats() is %+v: want Delivered+Failed+Dropped = Enqueued and nothing Queued, Close drained the queue", st)
 			}
 			if len(delivered) == 0 || len(rep.ids) == 0 {
 				t.Errorf("delivered %d, reported %d: want some of each, or the outage was not exercised", len(delivered), len(rep.ids))
