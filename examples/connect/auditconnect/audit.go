@@ -34,7 +34,9 @@ const (
 	MetadataMessagesSent = "messages_sent"
 	// MetadataAuthError is why the caller is anonymous: AuthMissingToken or
 	// AuthInvalidToken. Callers with a valid token have none.
-	MetadataAuthError = "auth_error"
+	// Its key says "authn", not "auth": "auth" is a word that the Logger's
+	// default redaction takes for a credential.
+	MetadataAuthError = "authn_error"
 	// MetadataPanicked is "true" in the log of a call whose handler
 	// panicked; its code is then connect.CodeInternal.
 	MetadataPanicked = "panicked"

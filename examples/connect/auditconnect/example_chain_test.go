@@ -94,7 +94,7 @@ func Example() {
 	//   request_id=req-1
 	//   user_agent=example/1.0
 	// log-2 app.project.created by anonymous "" in "" on {ID: Type:project Name:apollo}
-	//   auth_error=missing_token
+	//   authn_error=missing_token
 	//   code=unauthenticated
 	//   ip=127.0.0.1
 	//   outcome=denied
