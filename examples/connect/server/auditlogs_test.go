@@ -48,6 +48,11 @@ func TestListAuditLogsTenantIsolation(t *testing.T) {
 					if err != nil {
 						t.Fatalf("%s lists %v: %v", tt.token, req, err)
 					}
+					// Each caller's own create is in its org, so the
+					// unfiltered listings cannot pass by being empty.
+					if (req.GetActorId() == "" || req.GetActorId() == "user-"+strings.TrimPrefix(tt.token, "demo-")) && len(res.GetAuditLogs()) == 0 {
+						t.Errorf("%s listing %v got no logs, want at least its own create", tt.token, req)
+					}
 					for _, l := range res.GetAuditLogs() {
 						if l.GetOrgId() != tt.org {
 							t.Errorf("%s listing %v got a log of org %q: %v", tt.token, req, l.GetOrgId(), l)

@@ -40,7 +40,8 @@
 // first project is sent. Config.StoreFailure chooses whether the call
 // then fails with CodeUnavailable (the default) or keeps its result —
 // under the default, a listing of the trail and an export return nothing
-// unaudited — and either way the log is written whole to Config.ErrorLog,
+// unaudited, and CreateProject, which is not idempotent, keeps its result
+// under both — and either way the log is written whole to Config.ErrorLog,
 // so that the event is not lost. A store whose outcome is unknown is
 // retried with the same log first (auditconnect.Record). A service that
 // must never make a change it could not audit writes the change and its

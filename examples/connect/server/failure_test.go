@@ -35,15 +35,15 @@ func (r *failingRepository) Create(ctx context.Context, l *audit.Log) error {
 
 // TestStoreFailure checks what a call whose audit log cannot be stored
 // becomes, under each StoreFailure: never silent, since the error log
-// gets the whole log; a change already made under FailCall, reported as
-// Unavailable; a denial that keeps its own code; an export and a listing
+// gets the whole log; a create that keeps its result under both; an
+// update already made under FailCall, reported as Unavailable; a denial that keeps its own code; an export and a listing
 // of the trail that return nothing.
 func TestStoreFailure(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name        string
 		failure     auditconnect.StoreFailure
-		wantCode    connect.Code // of a create that succeeded; 0 is no error
+		wantCode    connect.Code // of an update that succeeded; 0 is no error
 		wantListErr bool
 	}{
 		{name: "FailCall", failure: auditconnect.FailCall, wantCode: connect.CodeUnavailable, wantListErr: true},
@@ -60,19 +60,32 @@ func TestStoreFailure(t *testing.T) {
 			c := e.connectClient(t)
 			repo.failing.Store(true)
 
-			_, _, err := call[projectsv1.CreateProjectRequest, projectsv1.CreateProjectResponse](t, c, procCreate, bob,
-				&projectsv1.CreateProjectRequest{Name: "unaudited"})
+			// A create keeps its result under every StoreFailure: a
+			// client told Unavailable would retry and create twice.
+			if _, _, err := call[projectsv1.CreateProjectRequest, projectsv1.CreateProjectResponse](t, c, procCreate, bob,
+				&projectsv1.CreateProjectRequest{Name: "unaudited"}); err != nil {
+				t.Fatalf("create: got %v, want the result kept", err)
+			}
+			list, _ := mustCall[projectsv1.ListProjectsRequest, projectsv1.ListProjectsResponse](t, c, procList, bob, &projectsv1.ListProjectsRequest{})
+			if len(list.GetProjects()) != 1 {
+				t.Fatalf("got %d projects, want the 1 created", len(list.GetProjects()))
+			}
+			id := list.GetProjects()[0].GetId()
+
+			// An update, which a client may retry, follows StoreFailure.
+			_, _, err := call[projectsv1.UpdateProjectRequest, projectsv1.UpdateProjectResponse](t, c, procUpdate, bob,
+				&projectsv1.UpdateProjectRequest{Id: id, Name: "renamed"})
 			if tt.wantCode == 0 && err != nil {
-				t.Fatalf("got %v, want the result kept", err)
+				t.Fatalf("update: got %v, want the result kept", err)
 			}
 			if tt.wantCode != 0 {
 				checkCode(t, err, tt.wantCode)
 			}
-			// Whatever the client was told, the project exists: the
+			// Whatever the client was told, the project was renamed: the
 			// action happened before its log was written.
-			list, _ := mustCall[projectsv1.ListProjectsRequest, projectsv1.ListProjectsResponse](t, c, procList, bob, &projectsv1.ListProjectsRequest{})
-			if len(list.GetProjects()) != 1 {
-				t.Errorf("got %d projects, want the 1 created", len(list.GetProjects()))
+			got, _ := mustCall[projectsv1.GetProjectRequest, projectsv1.GetProjectResponse](t, c, procGet, bob, &projectsv1.GetProjectRequest{Id: id})
+			if name := got.GetProject().GetName(); name != "renamed" {
+				t.Errorf("got project name %q, want %q: the update was made", name, "renamed")
 			}
 			if log := e.errLog.String(); !strings.Contains(log, "audit log not stored") || !strings.Contains(log, "app.project.created") || !strings.Contains(log, errStoreDown.Error()) {
 				t.Errorf("got error log %q, want the log that was not stored and why", log)
@@ -92,7 +105,7 @@ func TestStoreFailure(t *testing.T) {
 
 			// A denial keeps its code: nothing changed.
 			_, _, err = call[projectsv1.DeleteProjectRequest, projectsv1.DeleteProjectResponse](t, c, procDelete, bob,
-				&projectsv1.DeleteProjectRequest{Id: list.GetProjects()[0].GetId()})
+				&projectsv1.DeleteProjectRequest{Id: id})
 			checkCode(t, err, connect.CodePermissionDenied)
 
 			// The trail's own reads: not returned unaudited under FailCall.
@@ -105,8 +118,8 @@ func TestStoreFailure(t *testing.T) {
 			} else if err != nil {
 				t.Errorf("got %v, want the listing", err)
 			}
-			if got := strings.Count(e.errLog.String(), "audit log not stored"); got != 4 {
-				t.Errorf("got %d logs reported not stored, want 4", got)
+			if got := strings.Count(e.errLog.String(), "audit log not stored"); got != 5 {
+				t.Errorf("got %d logs reported not stored, want 5", got)
 			}
 			if n := len(e.logs(t)); n != 0 {
 				t.Errorf("got %d logs stored, want none", n)

@@ -55,6 +55,28 @@ func TestForwardedFor(t *testing.T) {
 	}
 }
 
+// TestTraceparent checks, for every client, that a valid traceparent
+// gives the log its trace id, and that a request id the client sends is
+// kept and sent back.
+func TestTraceparent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, name := range clientNames {
+		c := e.client(t, name)
+		const rid = "req-trace-1"
+		mustCall[projectsv1.CreateProjectRequest, projectsv1.CreateProjectResponse](t, c, procCreate, bob,
+			&projectsv1.CreateProjectRequest{Name: "traced-" + strings.ReplaceAll(name, "/", "-")},
+			"Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "X-Request-Id", rid)
+		l := e.newest(t)
+		if got, want := l.Metadata[audit.MetadataTraceID], "4bf92f3577b34da6a3ce929d0e0e4736"; got != want {
+			t.Errorf("%s: got trace id %q, want %q", name, got, want)
+		}
+		if got := l.Metadata[audit.MetadataRequestID]; got != rid {
+			t.Errorf("%s: got request id %q, want the client's %q", name, got, rid)
+		}
+	}
+}
+
 // TestOversizedHeaders checks that long header values are cut or
 // replaced in the log, which stays valid, and that headers beyond what
 // the server reads are refused before any handler runs: nothing is

@@ -39,13 +39,18 @@ const (
 // listed, so they are not audited; ExportProjects and ListAuditLogs are
 // reads too, listed because bulk exports and reads of the audit trail are
 // events an audit trail must show. ExportProjects is LogBeforeSend: its
-// log says the export began, and has no messages_sent.
+// log says the export began, and has no messages_sent. CreateProject is
+// KeepResult whatever Config.StoreFailure says: a create is not
+// idempotent, so answering Unavailable for a project that was created
+// would make its client retry and create a second one.
 func Procedures() auditconnect.Procedures {
+	create := auditconnect.Rule(ActionProjectCreated,
+		func(req *projectsv1.CreateProjectRequest, res *projectsv1.CreateProjectResponse) audit.Target {
+			return projectTarget(res.GetProject().GetId(), req.GetName()) // no id when it failed
+		})
+	create.OnStoreFailure = auditconnect.KeepResult
 	return auditconnect.Procedures{
-		projectsv1connect.ProjectServiceCreateProjectProcedure: auditconnect.Rule(ActionProjectCreated,
-			func(req *projectsv1.CreateProjectRequest, res *projectsv1.CreateProjectResponse) audit.Target {
-				return projectTarget(res.GetProject().GetId(), req.GetName()) // no id when it failed
-			}),
+		projectsv1connect.ProjectServiceCreateProjectProcedure: create,
 		projectsv1connect.ProjectServiceUpdateProjectProcedure: auditconnect.Rule(ActionProjectUpdated,
 			func(req *projectsv1.UpdateProjectRequest, _ *projectsv1.UpdateProjectResponse) audit.Target {
 				return projectTarget(req.GetId(), req.GetName())
@@ -97,7 +102,8 @@ type Config struct {
 	Metadata auditmeta.Config
 	// StoreFailure is what becomes of a call whose audit log could not be
 	// stored: auditconnect.FailCall (the default when 0) or
-	// auditconnect.KeepResult.
+	// auditconnect.KeepResult. CreateProject keeps its result under both
+	// (see Procedures).
 	StoreFailure auditconnect.StoreFailure
 	// ErrorLog receives what the server cannot tell a client, above all an
 	// audit log that could not be stored. Nil means slog.Default().
