@@ -55,8 +55,10 @@ protoc:
 	fi
 
 # Its tests wait on servers more than on the CPU: run more of them at once.
+# The JetStream tests stop and restart PostgreSQL (TestFaultStopPostgres),
+# so they always get a throwaway server of their own, DATABASE_URL or not.
 test-jetstream:
-	./scripts/with-postgres.sh ./scripts/with-nats.sh bash -c 'cd examples/jetstream && $(GO) test -race -parallel 8 ./...'
+	env -u DATABASE_URL ./scripts/with-postgres.sh ./scripts/with-nats.sh bash -c 'cd examples/jetstream && $(GO) test -race -parallel 8 ./...'
 
 ## lint: gofmt, goimports and golangci-lint over every module
 lint: tools
