@@ -163,12 +163,15 @@ func (fs *faultSetup) follower(t *testing.T) int {
 }
 
 // TestFaultStopServer stops (SIGSTOP) the leader of partition 0's stream
-// for 10 s during a load whose callers each write to one partition:
+// for 15 s during a load whose callers each write to one partition:
 // writes go on with the two other servers. The partitions that the
 // stopped server does not lead take writes all along (but for the few
 // seconds the client needs to leave the server, if it was connected to
 // it); those it leads take them again once the others have elected a new
-// leader, which Raft does within its election timeout, 4 to 9 s.
+// leader, which Raft does within its election timeout, 4 to 9 s, and the
+// client's next publish: 6 to 10 s after the stop in the runs measured.
+// The stop is longer than those 10 s, so that the test can require the
+// takeover to happen while the server is stopped.
 func TestFaultStopServer(t *testing.T) {
 	fs := newFaultSetup(t, clusterOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -187,7 +190,7 @@ func TestFaultStopServer(t *testing.T) {
 	ld.run(t, 2000, func() {
 		fs.c.signal(victim, syscall.SIGSTOP)
 		stopped = time.Now()
-		time.Sleep(10 * time.Second)
+		time.Sleep(15 * time.Second)
 		fs.c.signal(victim, syscall.SIGCONT)
 		continued = time.Now()
 		time.Sleep(2 * time.Second)
@@ -206,6 +209,9 @@ func TestFaultStopServer(t *testing.T) {
 			t.Errorf("partition %d, whose leader was not stopped: no Create confirmed from 5 s after the stop until the end of it", p)
 		case first.IsZero():
 			t.Errorf("partition %d: no Create confirmed after the stop", p)
+		case led[p] && !first.Before(continued):
+			t.Errorf("partition %d, led by the stopped server: first Create confirmed %s after the stop, once it was continued: the majority did not take over",
+				p, first.Sub(stopped).Round(time.Millisecond))
 		}
 	}
 	if err := fs.c.waitHealthy(time.Minute); err != nil {
