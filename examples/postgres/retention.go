@@ -21,6 +21,13 @@ const PurgeChunk = 10000
 // call of the audit_logs_purge function, may delete, as Migrate sets it:
 // 30 days. The owner of the audit_retention table (the role that ran
 // Migrate) may change it, and no other role.
+//
+// A log's age is counted from its CreatedAt, the time the log says the
+// event happened, not from when the row was stored: a log written today
+// with an older CreatedAt (an import, Logger.Record of an old event) may
+// be purged as soon as that CreatedAt is old enough. The guard keeps the
+// recent trail; a role that can write logs with any CreatedAt can only
+// write logs, which the trigger then keeps from being changed.
 const DefaultPurgeMinAge = 30 * 24 * time.Hour
 
 // ErrCutoffTooRecent is returned by Purge when its cutoff would delete
