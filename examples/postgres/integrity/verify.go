@@ -185,7 +185,14 @@ type Options struct {
 	Now func() time.Time
 	// Progress, if not nil, receives a line about once a second.
 	Progress io.Writer
+	// progressEvery is how often Progress receives a line: 0 means
+	// progressInterval, a negative value at every step (for tests).
+	progressEvery time.Duration
 }
+
+// progressInterval is how often, by default, Options.Progress receives a
+// line.
+const progressInterval = time.Second
 
 // Verify checks the trail of schema, reading only audit_logs and
 // audit_seals: every checkpoint's signature and what it signs; the tree,
@@ -217,6 +224,9 @@ func verify(ctx context.Context, db Querier, schema string, opts Options, gapCap
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.progressEvery == 0 {
+		opts.progressEvery = progressInterval
 	}
 	if opts.Verifiers == nil {
 		opts.Verifiers = note.VerifierList()
@@ -310,7 +320,7 @@ type purge struct {
 func (v *verifier) add(f Finding) { v.rep.Findings = append(v.rep.Findings, f) }
 
 func (v *verifier) progress(format string, args ...any) {
-	if v.opts.Progress == nil || time.Since(v.progressAt) < time.Second {
+	if v.opts.Progress == nil || time.Since(v.progressAt) < v.opts.progressEvery {
 		return
 	}
 	v.progressAt = time.Now()

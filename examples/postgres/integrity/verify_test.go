@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -669,5 +670,51 @@ func TestVerifyBoundsMissingSeals(t *testing.T) {
 		return f.Kind == TreeAltered && strings.Contains(f.Detail, "beyond what missing seals can hold")
 	}) {
 		t.Fatalf("a tree of %d leaves, findings %v; want %d, up to the second gap, and the seals after it named", rep.Leaves, rep.Findings, placed)
+	}
+}
+
+// TestVerifyProgress runs Verify with a Progress writer that gets a line
+// at every step: one line per seal read, telling the seals and leaves read
+// before it, and one per log checked, each line well formed and its counts
+// in order; the report is the one Verify returns without Progress.
+func TestVerifyProgress(t *testing.T) {
+	t.Parallel()
+	tr := newTrail(t, 40)
+	id := tr.logs[7].ID
+	tr.tamper(t, "UPDATE audit_logs SET action = 'app.user.deleted' WHERE id = $1", id)
+	at := time.Now()
+	now := func() time.Time { return at }
+	quiet := tr.verify(t, Options{Now: now})
+	checkFindings(t, quiet, want{kind: Modified, leaf: tr.leafOf(t, id), id: id, fields: []string{"action"}})
+
+	var out strings.Builder
+	rep := tr.verify(t, Options{Now: now, Progress: &out, progressEvery: -1})
+	if !reflect.DeepEqual(rep, quiet) {
+		t.Errorf("with Progress, the report is\n%+v\nwant, as without,\n%+v", rep, quiet)
+	}
+	rows, err := mustPool(t).Query(context.Background(), "SELECT tree_size FROM "+newTables(tr.schema).seals+" ORDER BY seq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range sizes {
+		before := int64(0)
+		if i > 0 {
+			before = sizes[i-1]
+		}
+		want = append(want, fmt.Sprintf("auditverify: read %d seals, %d leaves", i, before))
+	}
+	for n := range rep.Logs {
+		want = append(want, fmt.Sprintf("auditverify: checked %d logs of a tree of %d", n+1, rep.Leaves))
+	}
+	if len(sizes) < 2 || rep.Logs != 40 || rep.Leaves != 40 {
+		t.Fatalf("%d seals, %d logs, %d leaves: want several seals of the 40 logs", len(sizes), rep.Logs, rep.Leaves)
+	}
+	if got := out.String(); got != strings.Join(want, "\n")+"\n" {
+		t.Errorf("progress:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
 }
