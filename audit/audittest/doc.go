@@ -124,7 +124,9 @@
 //     prefixes, an absent key as "", nothing for an empty map, or that
 //     builds a path from the key.
 //   - Order and pages: oldest first; ties in the order stored, by ID
-//     ascending or by a collation; Limit ignored, plus one, all for 0,
+//     ascending, by a collation, or by UTF-16 code units (SQL Server's
+//     _BIN2 collations, Java and JavaScript strings), IDs in cursors
+//     compared so too; Limit ignored, plus one, all for 0,
 //     clamped above audit.MaxLimit, or applied before the order or before
 //     the metadata filter; a page buffer reused; a cursor read as an
 //     offset, inclusive, by its time alone, by its fields apart, at

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/raystack/salt/audit"
@@ -68,6 +69,7 @@ const (
 	noTieBreak        fault = "no-tie-break"            // equal CreatedAt in the order stored
 	tieAscending      fault = "tie-break-ascending"     // equal CreatedAt by ID ascending
 	tieByCollation    fault = "tie-break-by-collation"  // equal CreatedAt by ID in a linguistic collation
+	idsInUTF16        fault = "ids-in-utf16-order"      // IDs compared by UTF-16 code units, as _BIN2 collations, Java and JavaScript do
 	timeAsText        fault = "orders-time-as-text"     // RFC 3339 strings, which drop trailing zeros
 	microsAsText      fault = "orders-micros-as-text"   // Unix microseconds in a key, not zero-padded
 	limitsFirst       fault = "limits-before-ordering"  // takes Limit logs in the order stored, then sorts them
@@ -455,8 +457,17 @@ func (r *sliceRepo) order(a, b audit.Log) int {
 		if c := strings.Compare(strings.ToLower(b.ID), strings.ToLower(a.ID)); c != 0 {
 			return c
 		}
+	case idsInUTF16:
+		return compareUTF16(b.ID, a.ID)
 	}
 	return strings.Compare(b.ID, a.ID)
+}
+
+// compareUTF16 compares a and b by their UTF-16 code units, which order a
+// character above U+FFFF, a surrogate pair, below one in U+E000 to U+FFFF,
+// where comparing bytes orders it above.
+func compareUTF16(a, b string) int {
+	return slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
 }
 
 func (r *sliceRepo) List(ctx context.Context, f audit.Filter) ([]audit.Log, error) {
@@ -601,7 +612,7 @@ func (r *sliceRepo) matchFilter(f audit.Filter) audit.Filter {
 		if f.Until.IsZero() {
 			m.Until = time.Now()
 		}
-	case offsetCursor, cursorInclusive, cursorTimeOnly, cursorFieldsApart:
+	case offsetCursor, cursorInclusive, cursorTimeOnly, cursorFieldsApart, idsInUTF16:
 		m.Cursor = ""
 	case cursorDropsFields:
 		if f.Cursor != "" {
@@ -696,7 +707,7 @@ func (r *sliceRepo) matchExtra(f audit.Filter, l audit.Log) bool {
 				return false
 			}
 		}
-	case cursorInclusive, cursorTimeOnly, cursorFieldsApart:
+	case cursorInclusive, cursorTimeOnly, cursorFieldsApart, idsInUTF16:
 		if f.Cursor == "" {
 			return true
 		}
@@ -706,6 +717,8 @@ func (r *sliceRepo) matchExtra(f audit.Filter, l audit.Log) bool {
 			return l.CreatedAt.Before(t) || l.CreatedAt.Equal(t) && l.ID <= id
 		case cursorTimeOnly:
 			return l.CreatedAt.Before(t)
+		case idsInUTF16:
+			return l.CreatedAt.Before(t) || l.CreatedAt.Equal(t) && compareUTF16(l.ID, id) < 0
 		default:
 			return !l.CreatedAt.After(t) && l.ID < id
 		}

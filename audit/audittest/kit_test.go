@@ -132,6 +132,7 @@ var faults = []struct {
 	{noTieBreak, []string{"ListTieBreak"}, "by ID descending"},
 	{tieAscending, []string{"ListTieBreak"}, "by ID descending"},
 	{tieByCollation, []string{"ListTieBreak"}, "comparing bytes"},
+	{idsInUTF16, []string{"ListTieBreak"}, "comparing bytes"},
 	{timeAsText, []string{"ListOrder"}, "first out of order"},
 	{ordersByNanos, []string{"ListTieBreak"}, "by ID descending"},
 	{microsAsText, []string{"FilterTimeRange"}, "first out of order"},

@@ -47,10 +47,14 @@ func checkListOrder(t *testing.T, k *kit) {
 }
 
 // tieIDs differ in ways that byte order and collations disagree about:
-// case, punctuation, digits as numbers, accents composed or not.
+// case, punctuation, digits as numbers, accents composed or not, and
+// characters above U+FFFF against those in U+E000 to U+FFFF, which UTF-16
+// code units (SQL Server's _BIN2 collations, Java, JavaScript) order the
+// other way round.
 var tieIDs = []string{
 	"a", "B", "b", "A", "_", "-", "a-1", "a1", "a_1", "aa", "Z", "z", "0", "9", "10", "2", "~",
 	"\u00e9", "e\u0301", "e", "f", "\u00fc", "u", "\U0001D518", "a b", "ab", "a.b", "A-1", "\u00c9",
+	"\uff21", "\ufb01", "\ue000", "\U0001F510",
 }
 
 func checkListTieBreak(t *testing.T, k *kit) {
@@ -76,6 +80,13 @@ func checkListTieBreak(t *testing.T, k *kit) {
 	// Pages that end inside a group continue by ID.
 	k.checkWalk(t, repo, audit.Filter{Limit: 1}, all)
 	k.checkWalk(t, repo, audit.Filter{Limit: 4}, all)
+	// Cursors inside a group at IDs no log has. By bytes, U+FFFF and
+	// U+10000 both sort above the IDs in U+E000 to U+FFFF and below those
+	// above U+FFFF; by UTF-16 code units, U+FFFF sorts above all of them
+	// and U+10000 below.
+	for _, id := range []string{"\uffff", "\U00010000"} {
+		k.checkList(t, repo, audit.Filter{Cursor: cursorAt(at(50, 0), id), Limit: audit.MaxLimit}, all)
+	}
 }
 
 // dimension is one exact-match field of Filter, with the values the logs
