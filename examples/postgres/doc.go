@@ -96,10 +96,10 @@
 // + 2 statements, and narrowing never spends more than 2*ceil(log2(N)) + 8
 // per bad log found, plus as many. It stops early only when the batch looks
 // refused wholesale (every row refused, by a NOT NULL column a DBA added
-// say): once it has found 8 bad logs and they outnumber the logs it has
-// written, which takes at most ceil(log2(N)) + 15 statements when every
-// log fails; the logs not yet written then fail with the server's last
-// error.
+// say): once it has found 8 bad logs, they outnumber the logs it has
+// written, and the largest group not yet written fails too when tried
+// whole, which takes at most ceil(log2(N)) + 16 statements when every log
+// fails; the logs not yet written then fail with the server's last error.
 //
 // Rules on INSERT into audit_logs (CREATE RULE ... DO INSTEAD) are not
 // supported: COPY, which writes group commit's batches, ignores them,

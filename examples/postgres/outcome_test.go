@@ -319,6 +319,9 @@ func TestSomeBadRowsFailAlone(t *testing.T) {
 	}{
 		{"two in separate halves", 64, []int{5, 40}},
 		{"three spread", 300, []int{7, 150, 290}},
+		// More than wholesaleBad, clustered where narrowing looks first:
+		// they outnumber the logs written when the eighth is found.
+		{"ten at the start", 64, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
 	} {
 		logs := someLogs(strings.ReplaceAll(tt.name, " ", "-"), tt.n)
 		for i, at := range tt.bad {

@@ -369,7 +369,8 @@ func (r *Repository) deliver(ctx context.Context, reqs []*request, n int64, err 
 // logs, which get the error. All within ctx, the batch's deadline, and in
 // at most narrowBudget(len(reqs)) statements per bad log found, plus as
 // many; and it stops once it has found wholesaleBad bad logs and they
-// outnumber the logs written (the batch is refused wholesale). Once it
+// outnumber the logs written, and the largest group left, tried whole,
+// fails too (the batch is refused wholesale). Once it
 // stops, every log not written yet gets the last such error, wrapped in
 // one that says so (each of them is certainly not stored: its group was
 // never sent, or the server's ERROR rolled it back). Should an
@@ -385,9 +386,20 @@ func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool, ho
 	var (
 		last         error // the last error one row can cause
 		bad, written int   // logs found bad, and logs written (or settled)
+		probed       bool  // the largest group left was tried whole
 	)
 	for statements := 0; len(groups) > 0; statements++ {
-		if statements == (bad+1)*perBad || bad >= wholesaleBad && bad > written {
+		wholesale := bad >= wholesaleBad && bad > written
+		if wholesale && !probed {
+			// Bad logs clustered at the start of a batch look like a
+			// batch refused wholesale: before giving up, try the largest
+			// group left (the bottom of the stack) whole, once. It fails
+			// if the server refuses every row, and writes its logs if
+			// not.
+			probed, wholesale = true, false
+			groups = append(groups[1:], groups[0])
+		}
+		if statements == (bad+1)*perBad || wholesale {
 			// Rows that fail this often are likely all to fail (a NOT
 			// NULL column a DBA added, a trigger that refuses every row),
 			// and 2N-1 statements would only say so N times.
@@ -487,12 +499,13 @@ func narrowBudget(n int) int {
 // wholesaleBad is how many bad logs narrow finds in a batch before it
 // takes the batch as refused wholesale (a NOT NULL column a DBA added, a
 // trigger that refuses every row), if the bad logs outnumber the logs
-// written: as narrow writes a batch's first logs first, they are then most
-// of the batch's logs up to the last one found. A batch whose every log is
-// refused costs ceil(log2(n)) + 15 statements at most (23 for 1000),
-// rather than 2n-1; a batch with fewer bad logs, or with bad logs that are
-// not most of the logs before them, has every bad log found, and only
-// those fail.
+// written (as narrow writes a batch's first logs first, they are then most
+// of the batch's logs up to the last one found) and the largest group not
+// yet written fails too when it is tried whole, once. A batch whose every
+// log is refused costs ceil(log2(n)) + 16 statements at most (24 for
+// 1000), rather than 2n-1; a batch with fewer bad logs, or with bad logs
+// clustered where that group does not reach, has every bad log found, and
+// only those fail.
 const wholesaleBad = 8
 
 // halves pushes the two halves of g on the stack groups, the first half
