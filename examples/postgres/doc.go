@@ -90,12 +90,16 @@
 // that one log can cause (a value that a CHECK, a trigger or an index a
 // DBA added refuses: SQLSTATE classes 22, 23, 54, P0 and a few more) fails
 // that log alone in group commit, never its neighbors in the batch, which
-// is written again in halves to find it; an error about the connection or
-// the server fails the whole batch. Finding bad logs takes at most
-// 2*ceil(log2(N)) + 8 statements for a batch of N (one bad log takes
-// 2*ceil(log2(N))): when rows keep failing past that (every row refused,
-// by a NOT NULL column a DBA added say), the logs not yet written fail
-// with the server's last error.
+// is written again in halves to find it, and so do two or more bad logs in
+// a batch; an error about the connection or the server fails the whole
+// batch. Finding k bad logs in a batch of N takes at most 2*k*ceil(log2(N))
+// + 2 statements, and narrowing never spends more than 2*ceil(log2(N)) + 8
+// per bad log found, plus as many. It stops early only when the batch looks
+// refused wholesale (every row refused, by a NOT NULL column a DBA added
+// say): once it has found 8 bad logs, they outnumber the logs it has
+// written, and the largest group not yet written fails too when tried
+// whole, which takes at most ceil(log2(N)) + 16 statements when every log
+// fails; the logs not yet written then fail with the server's last error.
 //
 // Rules on INSERT into audit_logs (CREATE RULE ... DO INSTEAD) are not
 // supported: COPY, which writes group commit's batches, ignores them,

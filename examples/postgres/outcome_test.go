@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -227,18 +228,7 @@ func TestOneBadRowFailsAlone(t *testing.T) {
 	if err := exec(t, schema, "CREATE INDEX audit_logs_request_id_idx ON audit_logs ((metadata->>'request_id'))"); err != nil {
 		t.Fatal(err)
 	}
-	bad := makeLog("bad")
-	// Random letters: the server compresses an index entry that is too
-	// large, and repeated ones would fit.
-	rng := rand.New(rand.NewPCG(1, 2))
-	id := make([]byte, audit.MaxMetadataValueLen)
-	for i := range id {
-		id[i] = 'a' + byte(rng.IntN(26))
-	}
-	bad.Metadata[audit.MetadataRequestID] = string(id)
-	if err := bad.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	bad := tooLargeForIndex(t, "bad", 1)
 	const good = 62
 	logs := someLogs("good", good)
 	logs = append(logs[:good/2], append([]audit.Log{bad}, logs[good/2:]...)...)
@@ -275,6 +265,97 @@ func TestOneBadRowFailsAlone(t *testing.T) {
 	}
 	if n != 3*good {
 		t.Errorf("logs stored: got %d, want %d", n, 3*good)
+	}
+}
+
+// tooLargeForIndex returns a valid log whose request ID is too large for
+// an index on metadata->>'request_id' (SQLSTATE 54000), its letters drawn
+// from seed.
+func tooLargeForIndex(t *testing.T, id string, seed uint64) audit.Log {
+	t.Helper()
+	l := makeLog(id)
+	// Random letters: the server compresses an index entry that is too
+	// large, and repeated ones would fit.
+	rng := rand.New(rand.NewPCG(seed, 2))
+	rid := make([]byte, audit.MaxMetadataValueLen)
+	for i := range rid {
+		rid[i] = 'a' + byte(rng.IntN(26))
+	}
+	l.Metadata[audit.MetadataRequestID] = string(rid)
+	if err := l.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestSomeBadRowsFailAlone is TestOneBadRowFailsAlone with two bad logs in
+// separate halves of a batch, and with three spread over a larger one: on
+// every path that writes more than one log at a time, exactly the bad logs
+// fail, every other one is stored, and narrowing spends no more statements
+// than halving down to each bad log takes (counted by a statement trigger,
+// the COPY included).
+func TestSomeBadRowsFailAlone(t *testing.T) {
+	t.Parallel()
+	r, schema := newRepo(t)
+	ctx := context.Background()
+	if err := exec(t, schema, `CREATE INDEX audit_logs_request_id_idx ON audit_logs ((metadata->>'request_id'));
+		CREATE SEQUENCE inserts;
+		CREATE FUNCTION count_insert() RETURNS trigger LANGUAGE plpgsql
+		SET search_path FROM CURRENT AS $$
+		BEGIN
+			PERFORM nextval('inserts');
+			RETURN NULL;
+		END
+		$$;
+		CREATE TRIGGER count BEFORE INSERT ON audit_logs
+			FOR EACH STATEMENT EXECUTE FUNCTION count_insert()`); err != nil {
+		t.Fatal(err)
+	}
+	stored := 0
+	for _, tt := range []struct {
+		name string
+		n    int   // logs in the batch
+		bad  []int // positions of the bad logs
+	}{
+		{"two in separate halves", 64, []int{5, 40}},
+		{"three spread", 300, []int{7, 150, 290}},
+		// More than wholesaleBad, clustered where narrowing looks first:
+		// they outnumber the logs written when the eighth is found.
+		{"ten at the start", 64, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
+	} {
+		logs := someLogs(strings.ReplaceAll(tt.name, " ", "-"), tt.n)
+		for i, at := range tt.bad {
+			logs[at] = tooLargeForIndex(t, logs[at].ID+"-bad", uint64(i+1))
+		}
+		for _, write := range writePaths(schema) {
+			if err := exec(t, schema, "SELECT setval('inserts', 1, false)"); err != nil {
+				t.Fatal(err)
+			}
+			batch := withSuffix(logs, "-"+write.name)
+			for i, err := range write.do(t, r, batch) {
+				switch isBad := slices.Contains(tt.bad, i); {
+				case isBad && sqlState(err) != "54000":
+					t.Errorf("%s, %s: log %s: got %v, want SQLSTATE 54000 (index row too large)", tt.name, write.name, batch[i].ID, err)
+				case !isBad && err != nil:
+					t.Errorf("%s, %s: log %s: got %v, want it stored: a bad log fails alone", tt.name, write.name, batch[i].ID, err)
+				}
+			}
+			stored += tt.n - len(tt.bad)
+			statements := counted(t, schema)
+			// The COPY, then two statements per halving down to each bad
+			// log at most.
+			if want := 1 + 2*len(tt.bad)*bits.Len(uint(tt.n-1)); statements > want {
+				t.Errorf("%s, %s: %d statements, want at most %d", tt.name, write.name, statements, want)
+			}
+			t.Logf("%s, %s: %d statements", tt.name, write.name, statements)
+		}
+	}
+	var n int
+	if err := mustPool(t).QueryRow(ctx, "SELECT count(*) FROM "+r.table.Sanitize()).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != stored {
+		t.Errorf("logs stored: got %d, want %d", n, stored)
 	}
 }
 

@@ -38,8 +38,10 @@ import (
 // (rowError), the batch is written again in halves, and each half that
 // fails in halves again, so that one bad log fails alone, at the cost of
 // two statements per halving (2*log2(N) for one bad log in N) rather than
-// one per log; narrowing stops after narrowBudget statements, and the logs
-// it has not written by then get the last error. Any other
+// one per log; narrowing stops when the rows keep failing without a bad log
+// found (narrowBudget), or when the bad logs are most of the batch
+// (wholesaleBad), and the logs it has not written by then get the last
+// error. Any other
 // error (the server out of connections, shutting down or read-only, a
 // statement timeout, a lost connection) is no row's fault: every caller of
 // the batch gets it, rather than the server getting a thousand more
@@ -84,8 +86,9 @@ type request struct {
 //     data, with an error that one row can cause (a CHECK, an index or a
 //     trigger a DBA added: SQLSTATE classes 22, 23, 54, P0 and a few more,
 //     and a row-level security policy's 42501), or, when the batch's rows
-//     kept failing past the statements that narrowing may spend (see
-//     narrowBudget), the last such error, wrapped in one that says so;
+//     kept failing past the statements that narrowing may spend, or
+//     most of them failed (see narrowBudget), the last such error,
+//     wrapped in one that says so;
 //   - when the batch failed for a reason that is no row's fault (no
 //     connection, the server shutting down, a timeout), that error, which
 //     every log of the batch gets;
@@ -364,10 +367,13 @@ func (r *Repository) deliver(ctx context.Context, reqs []*request, n int64, err 
 // of reqs first, or at once its two halves if split is set; a group that
 // fails with an error one row can cause is split in halves, down to single
 // logs, which get the error. All within ctx, the batch's deadline, and in
-// at most narrowBudget(len(reqs)) statements: once they are spent, every
-// log not written yet gets the last such error, wrapped in one that says
-// so (each of them is certainly not stored: its group was never sent, or
-// the server's ERROR rolled it back). Should an
+// at most narrowBudget(len(reqs)) statements per bad log found, plus as
+// many; and it stops once it has found wholesaleBad bad logs and they
+// outnumber the logs written, and the largest group left, tried whole,
+// fails too (the batch is refused wholesale). Once it
+// stops, every log not written yet gets the last such error, wrapped in
+// one that says so (each of them is certainly not stored: its group was
+// never sent, or the server's ERROR rolled it back). Should an
 // error that is no row's fault come up, the group that met it gets it
 // (wrapping audit.ErrMaybeStored if the group may be committed), and the
 // groups not written yet get it plain, without a try.
@@ -376,15 +382,29 @@ func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool, ho
 	if split {
 		groups = halves(groups[:0], reqs)
 	}
-	budget := narrowBudget(len(reqs))
-	var last error // the last error one row can cause
+	perBad := narrowBudget(len(reqs))
+	var (
+		last         error // the last error one row can cause
+		bad, written int   // logs found bad, and logs written (or settled)
+		probed       bool  // the largest group left was tried whole
+	)
 	for statements := 0; len(groups) > 0; statements++ {
-		if statements == budget {
+		wholesale := bad >= wholesaleBad && bad > written
+		if wholesale && !probed {
+			// Bad logs clustered at the start of a batch look like a
+			// batch refused wholesale: before giving up, try the largest
+			// group left (the bottom of the stack) whole, once. It fails
+			// if the server refuses every row, and writes its logs if
+			// not.
+			probed, wholesale = true, false
+			groups = append(groups[1:], groups[0])
+		}
+		if statements == (bad+1)*perBad || wholesale {
 			// Rows that fail this often are likely all to fail (a NOT
 			// NULL column a DBA added, a trigger that refuses every row),
 			// and 2N-1 statements would only say so N times.
-			err := fmt.Errorf("not written: %d statements did not find which logs of the batch the server refuses, "+
-				"and its last error was: %w", statements, last)
+			err := fmt.Errorf("not written: after %d statements that found %d logs of the batch the server refuses "+
+				"and wrote %d, narrowing stopped, and the server's last error was: %w", statements, bad, written, last)
 			for _, g := range groups {
 				failAll(g, err)
 			}
@@ -401,6 +421,7 @@ func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool, ho
 		rowErr := rowError(err, how == checkedRLS) || errors.Is(err, errDeficit)
 		switch {
 		case err == nil:
+			written += len(g)
 		case how == upsert && notSupported(err):
 			// INSERT rules on the table, which are not supported (COPY
 			// ignores them): write this group and the others as a lone
@@ -409,6 +430,7 @@ func (r *Repository) narrow(ctx context.Context, reqs []*request, split bool, ho
 			groups = append(groups, g)
 		case rowErr && len(g) == 1:
 			last = err
+			bad++
 			g[0].done <- fmt.Errorf("postgres audit: create %q: %w", g[0].row.id, err)
 		case rowErr:
 			last = err
@@ -461,13 +483,30 @@ func (r *Repository) copyOff() bool {
 	return time.Now().UnixNano() < r.copyOffUntil.Load()
 }
 
-// narrowBudget is the most statements narrow spends on a batch of n logs:
-// enough to find one bad log by halves (two statements per halving, one
-// halving per power of two) and a few more, 2*ceil(log2(n)) + 8 (28 for a
-// batch of 1000).
+// narrowBudget is the most statements narrow spends on a batch of n logs
+// per bad log it finds, and before the first: enough to find one bad log by
+// halves (two statements per halving, one halving per power of two) and a
+// few more, 2*ceil(log2(n)) + 8 (28 for a batch of 1000). The statements
+// that find a bad log other than the first are fewer, as they share the
+// halvings above it: k bad logs cost at most 2*k*ceil(log2(n)) + 2, so
+// narrow finds all of them within (k+1)*narrowBudget(n), wherever they are
+// in the batch, and rows that keep failing while no single log does (an
+// error that depends on the group) cost narrowBudget(n) at most.
 func narrowBudget(n int) int {
 	return 2*bits.Len(uint(max(n, 1)-1)) + 8
 }
+
+// wholesaleBad is how many bad logs narrow finds in a batch before it
+// takes the batch as refused wholesale (a NOT NULL column a DBA added, a
+// trigger that refuses every row), if the bad logs outnumber the logs
+// written (as narrow writes a batch's first logs first, they are then most
+// of the batch's logs up to the last one found) and the largest group not
+// yet written fails too when it is tried whole, once. A batch whose every
+// log is refused costs ceil(log2(n)) + 16 statements at most (24 for
+// 1000), rather than 2n-1; a batch with fewer bad logs, or with bad logs
+// clustered where that group does not reach, has every bad log found, and
+// only those fail.
+const wholesaleBad = 8
 
 // halves pushes the two halves of g on the stack groups, the first half
 // on top.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"slices"
 	"strings"
@@ -247,6 +248,18 @@ func sqlState(err error) string {
 	return ""
 }
 
+// counted returns how many statements a test's trigger counted with
+// nextval of schema's sequence inserts, whose next value was 1 before the
+// first.
+func counted(t *testing.T, schema string) int {
+	t.Helper()
+	var n int
+	if err := mustPool(t).QueryRow(context.Background(), "SELECT nextval($1::regclass) - 1", schema+".inserts").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // TestFlushServerErrors fails every INSERT of a table with a given
 // SQLSTATE, and counts the statements: a batch is written again in halves,
 // down to single rows, only for an error that one row can cause (a data
@@ -257,7 +270,6 @@ func sqlState(err error) string {
 func TestFlushServerErrors(t *testing.T) {
 	t.Parallel()
 	r, schema := newRepo(t)
-	ctx := context.Background()
 	if err := exec(t, schema, `CREATE SEQUENCE inserts;
 		CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql
 		SET search_path FROM CURRENT AS $$
@@ -298,10 +310,7 @@ func TestFlushServerErrors(t *testing.T) {
 				t.Errorf("SQLSTATE %s, log %s: got %v, want the server's error for this log", tt.code, logs[i].ID, err)
 			}
 		}
-		var statements int
-		if err := mustPool(t).QueryRow(ctx, "SELECT nextval($1::regclass) - 1", schema+".inserts").Scan(&statements); err != nil {
-			t.Fatal(err)
-		}
+		statements := counted(t, schema)
 		if statements != tt.statements {
 			t.Errorf("SQLSTATE %s: %d INSERT statements, want %d", tt.code, statements, tt.statements)
 		}
@@ -320,9 +329,9 @@ func TestFlushServerErrors(t *testing.T) {
 
 // TestFlushEveryRowRefused refuses every row of a batch of 1000 with an
 // error that one row could cause, as a NOT NULL column or a trigger a DBA
-// added would: narrowing stops after its budget of statements, rather than
-// write 1,999 statements that each fail, and every caller gets the
-// server's error, which says the log is not stored.
+// added would: narrowing stops once it has found wholesaleBad bad logs and
+// nothing written, rather than write 1,999 statements that each fail, and
+// every caller gets the server's error, which says the log is not stored.
 func TestFlushEveryRowRefused(t *testing.T) {
 	t.Parallel()
 	const n = 1000
@@ -358,18 +367,69 @@ func TestFlushEveryRowRefused(t *testing.T) {
 					t.Fatalf("log %s: got %v, want the server's error, SQLSTATE %s, for this log", logs[i].ID, err, tt.code)
 				}
 			}
-			var statements int
-			if err := mustPool(t).QueryRow(context.Background(), "SELECT nextval($1::regclass) - 1", schema+".inserts").Scan(&statements); err != nil {
-				t.Fatal(err)
-			}
-			// The COPY, then at most 2*ceil(log2(1000)) + 8 INSERTs.
-			if want := 1 + 2*10 + 8; statements > want {
+			statements := counted(t, schema)
+			// The COPY, then at most ceil(log2(1000)) + 16 INSERTs: down to
+			// the first log, the next seven logs, and the largest group
+			// left, tried whole.
+			if want := 1 + bits.Len(n-1) + 16; statements > want {
 				t.Errorf("%d statements for a batch of %d, want at most %d", statements, n, want)
 			}
 			t.Logf("%d statements for a batch of %d", statements, n)
 			checkStored(t, r, false, logs[0].ID, logs[n-1].ID)
 		})
 	}
+}
+
+// TestFlushGroupsRefused refuses every statement that writes more than one
+// row, with an error that one row could cause: no log is bad alone, and
+// narrowing, which finds none, stops after narrowBudget statements rather
+// than write the batch one log at a time. The logs it wrote are stored,
+// and every other caller gets the server's error, which says the log is
+// not stored.
+func TestFlushGroupsRefused(t *testing.T) {
+	t.Parallel()
+	const n = 1000
+	r, schema := newRepo(t)
+	if err := exec(t, schema, `CREATE SEQUENCE inserts;
+		CREATE FUNCTION refuse_groups() RETURNS trigger LANGUAGE plpgsql
+		SET search_path FROM CURRENT AS $$
+		BEGIN
+			PERFORM nextval('inserts');
+			IF (SELECT count(*) FROM new_rows) > 1 THEN
+				RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'P0001';
+			END IF;
+			RETURN NULL;
+		END
+		$$;
+		CREATE TRIGGER refuse_groups AFTER INSERT ON audit_logs
+			REFERENCING NEW TABLE AS new_rows
+			FOR EACH STATEMENT EXECUTE FUNCTION refuse_groups()`); err != nil {
+		t.Fatal(err)
+	}
+	logs := someLogs("group", n)
+	written := 0
+	for i, err := range flushLogs(t, r, logs) {
+		switch {
+		case err == nil:
+			written++
+		case sqlState(err) != "P0001" || errors.Is(err, audit.ErrMaybeStored) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("create %q", logs[i].ID)):
+			t.Fatalf("log %s: got %v, want the server's error, SQLSTATE P0001, for this log", logs[i].ID, err)
+		}
+	}
+	statements := counted(t, schema)
+	var stored int
+	if err := mustPool(t).QueryRow(context.Background(), "SELECT count(*) FROM "+r.table.Sanitize()).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	// The COPY, then narrowBudget(1000) INSERTs.
+	if want := 1 + 2*10 + 8; statements != want {
+		t.Errorf("%d statements for a batch of %d, want %d", statements, n, want)
+	}
+	if written == 0 || stored != written {
+		t.Errorf("%d logs written, %d stored: want the same number, and some", written, stored)
+	}
+	t.Logf("%d statements for a batch of %d, %d logs written", statements, n, written)
 }
 
 // TestFlushOneDeadline gives a batch a rejected row and slow good ones:
