@@ -227,33 +227,37 @@ func OrgIDFromContext(ctx context.Context) (string, bool) {
 
 // flatten appends to dst the pairs of the metadata of c and its ancestors
 // — each key once, with the value of the latest layer that set it — and
-// returns them with the same pairs as a map.
-func (c *auditCtx) flatten(dst []kv) ([]kv, map[string]string) {
+// puts the same pairs in m, which must be empty, or in a new map when m is
+// nil. It returns the pairs and the map, which is nil when c carries no
+// metadata and m is nil.
+func (c *auditCtx) flatten(dst []kv, m map[string]string) ([]kv, map[string]string) {
 	if c.mdCount == 0 {
-		return dst, nil
+		return dst, m
 	}
 	start := len(dst)
 	newest := c.metadataLayer()
 	// Whether a later layer set a key is looked up in the pairs taken so
 	// far while they are few, and in the map being built otherwise.
-	var m map[string]string
-	if c.mdCount > stackPairs {
+	byMap := c.mdCount > stackPairs
+	if byMap && m == nil {
 		m = make(map[string]string, c.mdCount)
 	}
 	for l := newest; l != nil; l = l.mdParent {
 		later := dst[start:]
 		for _, p := range l.md {
-			if l != newest && setIn(later, m, p.k) {
+			if l != newest && setIn(later, byMap, m, p.k) {
 				continue
 			}
 			dst = append(dst, p)
-			if m != nil {
+			if byMap {
 				m[p.k] = p.v
 			}
 		}
 	}
-	if m == nil {
-		m = make(map[string]string, len(dst)-start)
+	if !byMap {
+		if m == nil {
+			m = make(map[string]string, len(dst)-start)
+		}
 		for _, p := range dst[start:] {
 			m[p.k] = p.v
 		}
@@ -261,9 +265,9 @@ func (c *auditCtx) flatten(dst []kv) ([]kv, map[string]string) {
 	return dst, m
 }
 
-// setIn reports whether key is set in m or, when m is nil, in pairs.
-func setIn(pairs []kv, m map[string]string, key string) bool {
-	if m != nil {
+// setIn reports whether key is set in m, when byMap, or else in pairs.
+func setIn(pairs []kv, byMap bool, m map[string]string, key string) bool {
+	if byMap {
 		_, ok := m[key]
 		return ok
 	}
@@ -278,13 +282,28 @@ func setIn(pairs []kv, m map[string]string, key string) bool {
 // merged returns the merged metadata of c. The map is shared and must not
 // be modified.
 func (c *auditCtx) merged() map[string]string {
-	if p := c.cache.Load(); p != nil {
+	p := c.cache.Load()
+	if p != nil && p != &loggedOnce {
 		return p.merged
 	}
 	var buf [stackPairs]kv
-	_, m := c.flatten(buf[:0])
-	c.cache.CompareAndSwap(nil, &mdCache{merged: m})
+	_, m := c.flatten(buf[:0], nil)
+	c.cache.CompareAndSwap(p, &mdCache{merged: m})
 	return m
+}
+
+// loggedOnce is what cache holds, instead of an mdCache, once a Logger took
+// the metadata of the context without caching it (see firstUse): the next
+// reader caches.
+var loggedOnce mdCache
+
+// firstUse reports whether nothing has read the merged metadata of c yet,
+// and marks it read. A context is mostly logged once, so the first Logger
+// to read it merges the metadata into a map of its own that it reuses for
+// the next context, rather than allocating a map and a cache entry that
+// nothing would read again; the second read caches.
+func (c *auditCtx) firstUse() bool {
+	return c.cache.Load() == nil && c.cache.CompareAndSwap(nil, &loggedOnce)
 }
 
 // redactedMetadata returns the merged metadata of c with r applied, and
@@ -292,6 +311,9 @@ func (c *auditCtx) merged() map[string]string {
 // be modified.
 func (c *auditCtx) redactedMetadata(r *redactor) (map[string]string, error) {
 	p := c.cache.Load()
+	if p == &loggedOnce {
+		p = nil
+	}
 	if p != nil && p.policy == r {
 		return p.redacted, p.invalid
 	}
@@ -302,18 +324,35 @@ func (c *auditCtx) redactedMetadata(r *redactor) (map[string]string, error) {
 		next.merged = p.merged
 		pairs = appendPairs(buf[:0], p.merged)
 	} else {
-		pairs, next.merged = c.flatten(buf[:0])
+		pairs, next.merged = c.flatten(buf[:0], nil)
 	}
-	var changed bool
-	next.redacted, changed = r.redact(next.merged, pairs)
-	if next.invalid = validatePairs(pairs); next.invalid != nil && changed {
-		// A secret value that was invalid is valid once redacted.
-		next.invalid = validateMetadata(next.redacted)
-	}
+	next.redacted, next.invalid = redactPairs(r, next.merged, pairs)
 	// Another goroutine may have cached another policy meanwhile; either
 	// result is correct, the cache only saves work.
 	c.cache.Store(next)
 	return next.redacted, next.invalid
+}
+
+// metadataInto is redactedMetadata for a context that firstUse reported
+// unread: it merges the metadata into m, which must be empty, and caches
+// nothing. The map it returns is m, or a redacted copy of it.
+func (c *auditCtx) metadataInto(r *redactor, m map[string]string) (map[string]string, error) {
+	var buf [stackPairs]kv
+	pairs, m := c.flatten(buf[:0], m)
+	return redactPairs(r, m, pairs)
+}
+
+// redactPairs returns md, whose pairs are also given as a slice, with r
+// applied, and the error validateMetadata returns for the result. It never
+// modifies md.
+func redactPairs(r *redactor, md map[string]string, pairs []kv) (map[string]string, error) {
+	redacted, changed := r.redact(md, pairs)
+	err := validatePairs(pairs)
+	if err != nil && changed {
+		// A secret value that was invalid is valid once redacted.
+		err = validateMetadata(redacted)
+	}
+	return redacted, err
 }
 
 // Bits of identity.valid.

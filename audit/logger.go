@@ -221,7 +221,13 @@ func (lg *Logger) store(ctx context.Context, l *Log) error {
 			known |= fieldSource
 		}
 	}
-	md, fromCtx, mdErr := lg.metadata(ctx, l)
+	var scratch *scratchMap
+	md, fromCtx, mdErr := lg.metadata(ctx, l, &scratch)
+	if scratch != nil {
+		// The Repository does not retain the map, nor, without
+		// publishers, does anything else once the log is stored.
+		defer scratch.release()
+	}
 	l.Metadata = md
 	// In Validate's order, so that a log with several faults gets the
 	// error Validate would give it: the fields, then the metadata.
@@ -248,8 +254,9 @@ func (lg *Logger) store(ctx context.Context, l *Log) error {
 // returns the metadata to store — ctx's merged with l's, redacted — with
 // the error validateMetadata returns for it, and the fields it filled with
 // values known to be valid. The map may be shared with ctx and must not be
-// modified.
-func (lg *Logger) metadata(ctx context.Context, l *Log) (map[string]string, fieldSet, error) {
+// modified. When it sets *scratch, the map is, or was copied from, that
+// scratch map, which the caller releases once nothing reads the log.
+func (lg *Logger) metadata(ctx context.Context, l *Log, scratch **scratchMap) (map[string]string, fieldSet, error) {
 	c := stateOf(ctx)
 	if c == nil {
 		var buf [stackPairs]kv
@@ -285,8 +292,17 @@ func (lg *Logger) metadata(ctx context.Context, l *Log) (map[string]string, fiel
 		}
 	}
 	if len(l.Metadata) == 0 {
-		// The common case: the metadata is the context's, merged, redacted
-		// and validated once per context.
+		// The common case: the metadata is the context's.
+		if c.mdCount == 0 {
+			return nil, known, nil
+		}
+		if len(lg.pubs) == 0 && c.firstUse() {
+			s := scratchMaps.Get().(*scratchMap)
+			*scratch = s
+			md, err := c.metadataInto(lg.redact, s.mapFor(c.mdCount))
+			return md, known, err
+		}
+		// Merged, redacted and validated once per context.
 		md, err := c.redactedMetadata(lg.redact)
 		return md, known, err
 	}
@@ -304,4 +320,30 @@ func (lg *Logger) metadata(ctx context.Context, l *Log) (map[string]string, fiel
 		}
 	}
 	return md, known, validateMetadata(md)
+}
+
+// scratchMap is a map that Logger.store merges the metadata of a context
+// into for one log, and that serves the next log once that one is stored.
+type scratchMap struct{ m map[string]string }
+
+var scratchMaps = sync.Pool{New: func() any { return new(scratchMap) }}
+
+// mapFor returns s's map, empty, made for n pairs if s has none.
+func (s *scratchMap) mapFor(n int) map[string]string {
+	if s.m == nil {
+		s.m = make(map[string]string, n)
+	}
+	return s.m
+}
+
+// release empties s and puts it back in scratchMaps. A map that grew past
+// stackPairs keys is dropped rather than kept for logs that are mostly
+// smaller.
+func (s *scratchMap) release() {
+	if len(s.m) > stackPairs {
+		s.m = nil
+	} else {
+		clear(s.m)
+	}
+	scratchMaps.Put(s)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -433,4 +434,81 @@ func TestNewLoggerNilRepositoryPanics(t *testing.T) {
 		}
 	}()
 	audit.NewLogger(nil)
+}
+
+// requestMetadata returns the two layers of metadata of request n, as
+// middleware and a handler set them, and the merged, redacted metadata a
+// log of the request must hold. Each request has keys of its own, and a
+// number of them that crosses the pairs a Logger merges on the stack.
+func requestMetadata(n int) (first, second, want map[string]string) {
+	first = map[string]string{audit.MetadataRequestID: fmt.Sprint("req-", n), "route": "/first"}
+	second = map[string]string{"route": "/second"}
+	for k := range n % 24 {
+		first[fmt.Sprintf("r%d.k%d", n, k)] = fmt.Sprint(k)
+	}
+	if n%3 == 0 {
+		second["access_token"] = fmt.Sprint("secret-", n)
+	}
+	want = maps.Clone(first)
+	maps.Copy(want, second)
+	if n%3 == 0 {
+		want["access_token"] = audit.Redacted
+	}
+	return first, second, want
+}
+
+func TestLoggerLogsEachRequestsOwnMetadata(t *testing.T) {
+	// Each request's context is new and logged a few times, on several
+	// goroutines at once: every log holds its own request's metadata,
+	// nothing of the requests logged before it.
+	repo := audit.NewMemoryRepository()
+	lg := audit.NewLogger(repo, audit.WithSource("s"))
+	const goroutines, each, logsPerRequest = 4, 80, 3
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				n := g*each + i
+				first, second, want := requestMetadata(n)
+				ctx := audit.SetMetadata(audit.SetActor(context.Background(), audit.Actor{Type: audit.ActorTypeUser}), first)
+				ctx = audit.SetMetadata(ctx, second)
+				for range logsPerRequest {
+					if err := lg.Log(ctx, "app.x", audit.Target{ID: fmt.Sprint(n)}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				maps.Copy(want, second)
+				if got := audit.FromContext(ctx).Metadata; !maps.Equal(got, want) {
+					t.Errorf("request %d: FromContext got %v, want %v: it does not redact", n, got, want)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	logs, err := repo.List(context.Background(), audit.Filter{Limit: audit.MaxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs) != goroutines*each*logsPerRequest {
+		t.Fatalf("got %d logs, want %d", len(logs), goroutines*each*logsPerRequest)
+	}
+	for _, l := range logs {
+		checkRequestMetadata(t, "stored", l)
+	}
+}
+
+// checkRequestMetadata checks that l, whose Target.ID is the number of a
+// request of requestMetadata, holds that request's metadata.
+func checkRequestMetadata(t *testing.T, what string, l audit.Log) {
+	t.Helper()
+	n, err := strconv.Atoi(l.Target.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, want := requestMetadata(n); !maps.Equal(l.Metadata, want) {
+		t.Errorf("%s log of request %d has metadata %v, want %v", what, n, l.Metadata, want)
+	}
 }

@@ -1317,3 +1317,31 @@ func TestPublishCountsAddUp(t *testing.T) {
 	}
 	t.Logf("%d readings; %+v; close: %v", readings.Load(), final, closes)
 }
+
+func TestPublishEachRequestsOwnMetadata(t *testing.T) {
+	// Publishers read a log after Log returned and after later requests
+	// were logged: the log must still hold its own request's metadata.
+	rec := &recorder{}
+	release := make(chan struct{})
+	lg := audit.NewLogger(audit.NewMemoryRepository(), audit.WithSource("s"),
+		audit.WithPublisher(audit.PublisherFunc(func(ctx context.Context, l audit.Log) error {
+			<-release
+			return rec.Publish(ctx, l)
+		})))
+	const requests = 60
+	for n := range requests {
+		first, second, _ := requestMetadata(n)
+		ctx := audit.SetMetadata(audit.SetMetadata(userCtx, first), second)
+		if err := lg.Log(ctx, "app.x", audit.Target{ID: fmt.Sprint(n)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	mustClose(t, lg)
+	if len(rec.logs) != requests {
+		t.Fatalf("published %d logs, want %d", len(rec.logs), requests)
+	}
+	for _, l := range rec.logs {
+		checkRequestMetadata(t, "published", l)
+	}
+}
