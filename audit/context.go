@@ -54,11 +54,20 @@ type identityCtx struct {
 type kv struct{ k, v string }
 
 // SetMetadata allocates its pairs together with the context when there
-// are few of them; these wrap an auditCtx with room for them.
+// are few of them; these wrap an auditCtx with room for exactly that many,
+// each in its own size class of the allocator.
 type (
+	auditCtx1 struct {
+		auditCtx
+		pairs [1]kv
+	}
 	auditCtx2 struct {
 		auditCtx
 		pairs [2]kv
+	}
+	auditCtx3 struct {
+		auditCtx
+		pairs [3]kv
 	}
 	auditCtx4 struct {
 		auditCtx
@@ -175,17 +184,25 @@ func SetMetadata(ctx context.Context, md map[string]string) context.Context {
 		return ctx
 	}
 	var c *auditCtx
-	switch n := len(md); {
-	case n <= 2:
+	switch len(md) {
+	case 1:
+		w := &auditCtx1{}
+		w.md = w.pairs[:0]
+		c = &w.auditCtx
+	case 2:
 		w := &auditCtx2{}
 		w.md = w.pairs[:0]
 		c = &w.auditCtx
-	case n <= 4:
+	case 3:
+		w := &auditCtx3{}
+		w.md = w.pairs[:0]
+		c = &w.auditCtx
+	case 4:
 		w := &auditCtx4{}
 		w.md = w.pairs[:0]
 		c = &w.auditCtx
 	default:
-		c = &auditCtx{md: make([]kv, 0, n)}
+		c = &auditCtx{md: make([]kv, 0, len(md))}
 	}
 	c.init(ctx)
 	for k, v := range md {
