@@ -550,9 +550,14 @@ var errPanicked = errors.New("the handler panicked")
 // connect.CodeCanceled for context.Canceled and for a client that went
 // away (a broken pipe, a reset connection), connect.CodeDeadlineExceeded
 // for context.DeadlineExceeded and os.ErrDeadlineExceeded — else
-// connect.CodeUnknown. connect.CodeOf alone would say CodeUnknown for the
-// context errors, which the client is not told.
+// connect.CodeUnknown, as for nil, which connect.CodeOf says too.
+// connect.CodeOf alone would say CodeUnknown for the context errors, which
+// the client is not told. The errors and messages taken for a client gone
+// are those of connect-go v1.21's isClientDisconnected.
 func CodeOf(err error) connect.Code {
+	if err == nil {
+		return connect.CodeUnknown
+	}
 	var ce *connect.Error
 	if errors.As(err, &ce) && ce != nil {
 		return ce.Code()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"syscall"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -92,6 +94,12 @@ func TestCodeOf(t *testing.T) {
 		{context.DeadlineExceeded, connect.CodeDeadlineExceeded},
 		{fmt.Errorf("storing: %w", context.DeadlineExceeded), connect.CodeDeadlineExceeded},
 		{errors.New("plain"), connect.CodeUnknown},
+		{nil, connect.CodeUnknown},
+		{fmt.Errorf("read: %w", os.ErrDeadlineExceeded), connect.CodeDeadlineExceeded},
+		{fmt.Errorf("write: %w", syscall.EPIPE), connect.CodeCanceled},
+		{fmt.Errorf("write: %w", syscall.ECONNRESET), connect.CodeCanceled},
+		{errors.New("client disconnected"), connect.CodeCanceled},
+		{errors.New("http2: stream closed"), connect.CodeCanceled},
 	} {
 		if got := auditconnect.CodeOf(tt.err); got != tt.want {
 			t.Errorf("CodeOf(%v) = %v, want %v", tt.err, got, tt.want)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -98,7 +97,7 @@ type Config struct {
 	Tokens map[string]httpserver.Principal
 	// Metadata says which proxies are trusted to name the client's
 	// address, and how request ids are made. The zero value trusts none.
-	// New keeps its own copy of Metadata.TrustedProxies.
+	// The metadata interceptor keeps its own copy of Metadata.TrustedProxies.
 	Metadata auditmeta.Config
 	// StoreFailure is what becomes of a call whose audit log could not be
 	// stored: auditconnect.FailCall (the default when 0) or
@@ -139,7 +138,6 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: Config.Tokens: %w", err)
 	}
-	cfg.Metadata.TrustedProxies = slices.Clone(cfg.Metadata.TrustedProxies)
 	if err := cfg.Metadata.Validate(); err != nil {
 		return nil, fmt.Errorf("server: Config.Metadata: %w", err)
 	}
