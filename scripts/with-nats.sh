@@ -16,15 +16,14 @@
 #     its own under a temporary directory, waits until every one reports
 #     itself healthy, and exports
 #     NATS_URL=nats://127.0.0.1:P1,nats://127.0.0.1:P2,nats://127.0.0.1:P3
-#     and NATS_MONITOR_URLS (their monitoring endpoints, same order) and
-#     NATS_SERVER_PIDS (their process IDs, same order, for benchmarks that
+#     and NATS_SERVER_PIDS (their process IDs, same order, for benchmarks that
 #     count their CPU time),
 #   - runs the command, then stops the servers and deletes the directory on
 #     every way out, and exits with the command's status.
 #
 # The servers run with JetStream's default settings, sync_interval
-# included, unless NATS_SYNC_INTERVAL is set (e.g. to "always"). Failing to
-# build or start them is an error, never a reason to skip.
+# included. Failing to build or start them is an error, never a reason to
+# skip.
 set -euo pipefail
 
 NATS_SERVER_VERSION=v2.15.2
@@ -127,7 +126,6 @@ start_cluster() {
 			  store_dir: "$tmp/n$i"
 			  max_memory_store: 256MB
 			  max_file_store: 16GB
-			  ${NATS_SYNC_INTERVAL:+sync_interval: $NATS_SYNC_INTERVAL}
 			}
 			cluster {
 			  name: audit-$$
@@ -151,7 +149,6 @@ start_cluster() {
 		done
 		if [[ -n $ok ]]; then
 			NATS_URL="nats://127.0.0.1:${client[0]},nats://127.0.0.1:${client[1]},nats://127.0.0.1:${client[2]}"
-			NATS_MONITOR_URLS="http://127.0.0.1:${http[0]},http://127.0.0.1:${http[1]},http://127.0.0.1:${http[2]}"
 			return 0
 		fi
 		sleep 0.1
@@ -178,7 +175,7 @@ for attempt in 1 2 3 4 5; do
 	log "retrying with other ports (attempt $attempt failed)"
 done
 NATS_SERVER_PIDS="${pids[*]}"
-export NATS_URL NATS_MONITOR_URLS NATS_SERVER_PIDS
+export NATS_URL NATS_SERVER_PIDS
 log "nats-server $NATS_SERVER_VERSION, JetStream cluster of 3 at $NATS_URL"
 
 run_command "$@"

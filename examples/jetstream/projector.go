@@ -260,7 +260,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	for part := 0; part < p.trail.Partitions; {
 		err := checkStream(ctx, p.js, p.trail, part, true)
 		switch {
-		case done(ctx):
+		case ctx.Err() != nil:
 			return nil
 		case err == nil:
 			part++
@@ -278,7 +278,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	for {
 		start := time.Now()
 		err := p.member(ctx)
-		if done(ctx) {
+		if ctx.Err() != nil {
 			return nil
 		}
 		p.onError(err)
@@ -363,7 +363,7 @@ func (p *Projector) member(ctx context.Context) error {
 			}
 			w, err := p.startWorker(ctx, part, exited)
 			if err != nil {
-				if done(ctx) {
+				if ctx.Err() != nil {
 					return err
 				}
 				p.onError(err)
@@ -506,20 +506,10 @@ func (p *Projector) work(ctx context.Context, w *worker, conn *pgx.Conn) error {
 // stopped returns nil if the worker was asked to stop or its ctx ended,
 // and err otherwise.
 func (p *Projector) stopped(ctx context.Context, w *worker, err error) error {
-	if w.asked() || done(ctx) || errors.Is(err, errStop) {
+	if w.asked() || ctx.Err() != nil || errors.Is(err, errStop) {
 		return nil
 	}
 	return err
-}
-
-// done reports whether ctx has ended.
-func done(ctx context.Context) bool {
-	select {
-	case <-ctx.Done():
-		return true
-	default:
-		return false
-	}
 }
 
 // consume reads the consumer and applies batches, advancing *pos, until

@@ -30,12 +30,8 @@ func countRows(t *testing.T, trail Trail) int {
 // waitFor polls cond every 10 ms until it holds, for at most d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !poll(d, cond) {
+		t.Fatalf("waited %s for %s", d, what)
 	}
 }
 
