@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"slices"
+	"strings"
 )
 
 // CanonicalVersion is the version of the canonical encoding that
@@ -37,31 +38,24 @@ func (l Log) AppendCanonical(b []byte) ([]byte, error) {
 
 // appendCanonical appends the encoding of l, which must be valid.
 func (l *Log) appendCanonical(b []byte) []byte {
-	n := len(CanonicalDomain) + 1 + 4*len(fieldNames) + 4 + 8
-	for i := range fieldNames {
-		n += len(l.field(i))
+	fields := l.fields()
+	var buf [stackPairs]kv
+	pairs := appendPairs(buf[:0], l.Metadata)
+	slices.SortFunc(pairs, func(x, y kv) int { return strings.Compare(x.k, y.k) })
+	n := len(CanonicalDomain) + 1 + 4*len(fields) + 4 + 8
+	for _, f := range fields {
+		n += len(f)
 	}
-	for k, v := range l.Metadata {
-		n += 8 + len(k) + len(v)
+	for _, p := range pairs {
+		n += 8 + len(p.k) + len(p.v)
 	}
 	b = slices.Grow(b, n)
 	b = append(b, CanonicalDomain...)
 	b = append(b, CanonicalVersion)
-	for i := range fieldNames {
-		b = appendCanonicalString(b, l.field(i))
+	for _, f := range fields {
+		b = appendCanonicalString(b, f)
 	}
-	b = binary.BigEndian.AppendUint32(b, uint32(len(l.Metadata)))
-	var buf [stackPairs]kv
-	pairs := appendPairs(buf[:0], l.Metadata)
-	slices.SortFunc(pairs, func(x, y kv) int {
-		switch {
-		case x.k < y.k:
-			return -1
-		case x.k > y.k:
-			return 1
-		}
-		return 0
-	})
+	b = binary.BigEndian.AppendUint32(b, uint32(len(pairs)))
 	for _, p := range pairs {
 		b = appendCanonicalString(b, p.k)
 		b = appendCanonicalString(b, p.v)
@@ -81,10 +75,10 @@ func appendCanonicalString(b []byte, s string) []byte {
 // AppendCanonical). It returns Validate's error for a log that fails
 // Validate.
 func (l Log) LeafHash() ([sha256.Size]byte, error) {
-	if err := l.Validate(); err != nil {
+	var buf [1024]byte
+	b, err := l.AppendCanonical(append(buf[:0], 0x00))
+	if err != nil {
 		return [sha256.Size]byte{}, err
 	}
-	var buf [1024]byte
-	b := append(buf[:0], 0x00)
-	return sha256.Sum256(l.appendCanonical(b)), nil
+	return sha256.Sum256(b), nil
 }

@@ -343,7 +343,7 @@ func (c *auditCtx) redactedMetadata(r *redactor) (map[string]string, error) {
 	} else {
 		pairs, next.merged = c.flatten(buf[:0], nil)
 	}
-	next.redacted, next.invalid = redactPairs(r, next.merged, pairs)
+	next.redacted, _, next.invalid = redactPairs(r, next.merged, pairs)
 	// Another goroutine may have cached another policy meanwhile; either
 	// result is correct, the cache only saves work.
 	c.cache.Store(next)
@@ -356,20 +356,21 @@ func (c *auditCtx) redactedMetadata(r *redactor) (map[string]string, error) {
 func (c *auditCtx) metadataInto(r *redactor, m map[string]string) (map[string]string, error) {
 	var buf [stackPairs]kv
 	pairs, m := c.flatten(buf[:0], m)
-	return redactPairs(r, m, pairs)
+	md, _, err := redactPairs(r, m, pairs)
+	return md, err
 }
 
 // redactPairs returns md, whose pairs are also given as a slice, with r
-// applied, and the error validateMetadata returns for the result. It never
-// modifies md.
-func redactPairs(r *redactor, md map[string]string, pairs []kv) (map[string]string, error) {
+// applied, whether that changed it, and the error validateMetadata returns
+// for the result. It never modifies md.
+func redactPairs(r *redactor, md map[string]string, pairs []kv) (map[string]string, bool, error) {
 	redacted, changed := r.redact(md, pairs)
 	err := validatePairs(pairs)
 	if err != nil && changed {
 		// A secret value that was invalid is valid once redacted.
 		err = validateMetadata(redacted)
 	}
-	return redacted, err
+	return redacted, changed, err
 }
 
 // Bits of identity.valid.

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 )
@@ -264,16 +265,13 @@ func (lg *Logger) metadata(ctx context.Context, l *Log, scratch **scratchMap) (m
 		if err != nil {
 			return l.Metadata, 0, err
 		}
-		md, redacted := lg.redact.redact(l.Metadata, pairs)
-		if redacted {
-			return md, 0, validateMetadata(md)
-		}
-		if len(lg.pubs) > 0 && len(md) > 0 {
+		md, redacted, err := redactPairs(lg.redact, l.Metadata, pairs)
+		if !redacted && len(lg.pubs) > 0 && len(md) > 0 {
 			// md is the caller's map, and publishers read the log after
 			// Record returned, when the caller may be changing it again.
 			md = cloneMetadata(md)
 		}
-		return md, 0, validatePairs(pairs)
+		return md, 0, err
 	}
 	var known fieldSet
 	if id := c.id; id != nil {
@@ -306,14 +304,9 @@ func (lg *Logger) metadata(ctx context.Context, l *Log, scratch **scratchMap) (m
 		md, err := c.redactedMetadata(lg.redact)
 		return md, known, err
 	}
-	merged := c.merged()
-	md := make(map[string]string, len(merged)+len(l.Metadata))
-	for k, v := range merged {
-		md[k] = v
-	}
-	for k, v := range l.Metadata {
-		md[k] = v
-	}
+	var buf [stackPairs]kv
+	_, md := c.flatten(buf[:0], make(map[string]string, c.mdCount+len(l.Metadata)))
+	maps.Copy(md, l.Metadata)
 	for k, v := range md {
 		if v != Redacted && lg.redact.secret(k) {
 			md[k] = Redacted

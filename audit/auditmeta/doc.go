@@ -21,8 +21,8 @@
 // read, from the right, and the first hop that is not a trusted proxy is
 // the client. See Config.ClientIP.
 //
-// examples/httpserver (net/http middleware) and examples/connect (Connect
-// interceptors) both read their requests with it. The package uses only
+// It serves net/http middleware and Connect interceptors alike, since it
+// reads only an http.Header and a peer address. The package uses only
 // the standard library, package audit and github.com/google/uuid, the root
 // module's dependency.
 package auditmeta

@@ -45,8 +45,7 @@ type Config struct {
 	// TrustedProxies are the peers whose ForwardedHeader is believed; see
 	// Config.ClientIP. Nil trusts no peer: the recorded ip is always the
 	// peer's. Code that keeps a Config for later requests should keep its
-	// own copy of the slice (slices.Clone), as the interceptors of
-	// examples/connect do.
+	// own copy of the slice (slices.Clone).
 	TrustedProxies []netip.Prefix
 	// ForwardedHeader is the header the trusted proxies set:
 	// HeaderXForwardedFor (the default when "") or HeaderForwarded.
@@ -122,8 +121,8 @@ func ValidRequestID(id string) bool {
 
 // ValidIdentifier reports whether id is 1 to maxLen characters of
 // [A-Za-z0-9._-]: the rule of ValidRequestID, for other identifiers a
-// service takes from its clients and records (examples/httpserver checks
-// the user ids of its member routes with it).
+// service takes from its clients and records, such as user ids in a
+// route.
 func ValidIdentifier(id string, maxLen int) bool {
 	if id == "" || len(id) > maxLen {
 		return false

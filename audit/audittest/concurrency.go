@@ -63,10 +63,15 @@ func checkCreateOutcome(t *testing.T, k *kit) {
 		l := newLog(g.id("outcome-"), at(i, g.ns()))
 		want := stored(l)
 		after := time.Duration(g.rng.IntN(2000)) * time.Microsecond
-		ctx, cancel := context.WithTimeout(bg, after)
+		// A deadline, or a cancel from another goroutine: stores may watch
+		// either way.
+		var ctx context.Context
+		var cancel context.CancelFunc
 		if i%2 == 1 {
 			ctx, cancel = context.WithCancel(bg)
 			time.AfterFunc(after, cancel)
+		} else {
+			ctx, cancel = context.WithTimeout(bg, after)
 		}
 		what := fmt.Sprintf("Create(%s) with a ctx that ends after %v", fmtLog(want), after)
 		err := repo.Create(ctx, &l)

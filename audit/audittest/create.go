@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/raystack/salt/audit"
 )
@@ -85,9 +84,12 @@ func checkCreateValidates(t *testing.T, k *kit) {
 			}
 			try(what, bg, l)
 			try(what+" with a canceled ctx", canceled, l)
-			if l.ID != "" && len(l.ID) <= audit.MaxIDLen && utf8.ValidString(l.ID) && !strings.Contains(l.ID, "\x00") {
-				dup := l.Clone()
-				dup.ID = all[0].ID
+			// With the ID of a stored log, the log must still be refused as
+			// invalid, not as a duplicate — unless its ID was what made it
+			// invalid.
+			dup := l.Clone()
+			dup.ID = all[0].ID
+			if dup.Validate() != nil {
 				try("Create("+fmtLog(dup)+") with the ID of a stored log", bg, dup)
 			}
 			k.checkList(t, repo, audit.Filter{Limit: audit.MaxLimit}, all)
