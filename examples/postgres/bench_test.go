@@ -261,13 +261,9 @@ func BenchmarkWrite(b *testing.B) {
 	b.Run("create-batch", func(b *testing.B) {
 		r := NewRepository(mustBenchPool(b), WithSchema(newSchema(b)))
 		defer r.Close()
-		logs := pgtest.BenchLogs(b.N)
-		ptrs := make([]*audit.Log, len(logs))
-		for i := range logs {
-			ptrs[i] = &logs[i]
-		}
+		batch := ptrs(pgtest.BenchLogs(b.N))
 		b.ResetTimer()
-		if err := r.CreateBatch(ctx, ptrs); err != nil {
+		if err := r.CreateBatch(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

@@ -8,7 +8,7 @@ import (
 )
 
 // Binary COPY, written by hand for group commit: each row is encoded once,
-// in its caller's goroutine, and sent as it is (see copyRows), without a
+// in its caller's goroutine, and sent as it is (see copyIn), without a
 // description round trip.
 // Format: https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4
 

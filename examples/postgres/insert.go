@@ -173,7 +173,7 @@ func (r *Repository) createAlone(ctx context.Context, rw *row) error {
 	case err != nil:
 		return fmt.Errorf("postgres audit: create %q: %w", rw.id, err)
 	case n == 0:
-		return fmt.Errorf("postgres audit: create %q: %w (a trigger on the table dropped it)", rw.id, ErrNotStored)
+		return dropped(rw.id)
 	}
 	return nil
 }
@@ -334,6 +334,9 @@ func (r *Repository) insertChecked(ctx context.Context, reqs []*request) (err er
 	tag, err := tx.Exec(ctx, st.name, newBatch(reqs).args()...)
 	switch n := tag.RowsAffected(); {
 	case err != nil && len(reqs) == 1 && duplicateID(err):
+		// The transaction failed: end it before the connection goes back
+		// to the pool, which would close a connection in a failed one.
+		rollback(tx)
 		reqs[0].done <- fmt.Errorf("%w: id %q", audit.ErrAlreadyExists, reqs[0].row.id)
 		return nil
 	case err != nil:

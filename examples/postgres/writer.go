@@ -86,9 +86,9 @@ type request struct {
 //     data, with an error that one row can cause (a CHECK, an index or a
 //     trigger a DBA added: SQLSTATE classes 22, 23, 54, P0 and a few more,
 //     and a row-level security policy's 42501), or, when the batch's rows
-//     kept failing past the statements that narrowing may spend, or
-//     most of them failed (see narrowBudget), the last such error,
-//     wrapped in one that says so;
+//     kept failing past the statements that narrowing may spend (see
+//     narrowBudget), or most of them failed (see wholesaleBad), the last
+//     such error, wrapped in one that says so;
 //   - when the batch failed for a reason that is no row's fault (no
 //     connection, the server shutting down, a timeout), that error, which
 //     every log of the batch gets;
@@ -502,8 +502,8 @@ func narrowBudget(n int) int {
 // written (as narrow writes a batch's first logs first, they are then most
 // of the batch's logs up to the last one found) and the largest group not
 // yet written fails too when it is tried whole, once. A batch whose every
-// log is refused costs ceil(log2(n)) + 16 statements at most (24 for
-// 1000), rather than 2n-1; a batch with fewer bad logs, or with bad logs
+// log is refused costs ceil(log2(n)) + 16 statements at most (26 for
+// 1000; 24 in TestFlushEveryRowRefused), rather than 2n-1; a batch with fewer bad logs, or with bad logs
 // clustered where that group does not reach, has every bad log found, and
 // only those fail.
 const wholesaleBad = 8

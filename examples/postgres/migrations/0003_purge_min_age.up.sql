@@ -35,8 +35,8 @@ CREATE TRIGGER audit_retention_owner_only
 -- with 22023 (invalid_parameter_value). It runs in UTC, so that the
 -- minimum age is that many 24-hour days whatever the caller's TimeZone
 -- (in a zone with daylight saving time, now() - interval '30 days' is 30
--- days of that zone's calendar, an hour or more off). It writes, in its
--- own transaction, an audit log of what it deleted: source
+-- days of that zone's calendar, an hour or more off). It writes, in the
+-- transaction of its DELETE, an audit log of what it deleted: source
 -- audit_logs_purge, action audit.logs.purged, actor type system, metadata
 -- cutoff (RFC 3339, UTC, six fractional digits) and count (decimal). One
 -- log per call, so one per chunk of Purge, even when it deletes nothing;
