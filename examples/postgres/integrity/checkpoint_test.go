@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -159,8 +160,11 @@ func FuzzCheckpoint(f *testing.F) {
 		}
 		if c, err := OpenCheckpoint(b, "", verifiers); err == nil {
 			n, err := note.Open(b, verifiers)
-			if err != nil || len(n.Sigs) == 0 || c.Size < 0 {
+			if err != nil {
 				t.Fatalf("accepted %q, which note.Open refuses: %v", b, err)
+			}
+			if !slices.ContainsFunc(n.Sigs, func(s note.Signature) bool { return s.Name == c.Origin }) {
+				t.Fatalf("accepted %q, with no signature by a key named %q, its origin", b, c.Origin)
 			}
 		}
 	})
@@ -258,17 +262,23 @@ func TestFileSink(t *testing.T) {
 		from *memTree // the tree of the checkpoint, which proves
 		size int64
 		ok   bool
+		time int64 // of the checkpoint, Unix seconds; 0 for later than the one kept
 	}{
-		{"the first", &tree, 3, true},
-		{"the same tree, later", &tree, 3, true},
-		{"another root at the same size", &fork, 3, false},
-		{"a larger tree that extends it", &tree, 6, true},
-		{"a smaller tree", &tree, 5, false},
-		{"a larger tree that does not extend it", &fork, 8, false},
-		{"the tree grown again", &tree, 8, true},
+		{"the first", &tree, 3, true, 0},
+		{"the same tree, later", &tree, 3, true, 0},
+		{"another root at the same size", &fork, 3, false, 0},
+		{"a larger tree that extends it", &tree, 6, true, 0},
+		{"a smaller tree", &tree, 5, false, 0},
+		{"a larger tree that does not extend it", &fork, 8, false, 0},
+		{"the tree grown again", &tree, 8, true, 0},
+		{"the same tree, earlier", &tree, 8, false, 1},
 	} {
 		before := kept()
-		cp := memCheckpoint(t, key, tt.from, tt.size, int64(100+len(before)))
+		when := int64(100 + len(before))
+		if tt.time != 0 {
+			when = tt.time
+		}
+		cp := memCheckpoint(t, key, tt.from, tt.size, when)
 		err := sink.Publish(ctx, cp, memProver{tt.from})
 		switch {
 		case tt.ok && err != nil:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -185,6 +186,9 @@ func NewSealer(db DB, origin string, keys []Key, opts ...SealerOption) (*Sealer,
 		}
 		if k.Signer.Name() != origin {
 			return nil, fmt.Errorf("integrity: key named %q signs the checkpoints of %q: name keys as the origin", k.Signer.Name(), origin)
+		}
+		if slices.ContainsFunc(own, func(v note.Verifier) bool { return v.KeyHash() == k.Verifier.KeyHash() }) {
+			return nil, fmt.Errorf("integrity: key %s+%08x is given twice", k.Signer.Name(), k.Signer.KeyHash())
 		}
 		s.signers = append(s.signers, k.Signer)
 		own = append(own, k.Verifier)

@@ -775,6 +775,7 @@ func TestNewSealerKeys(t *testing.T) {
 		{"a key named otherwise", []Key{foreign}, nil},
 		{"the verifier of another key", []Key{{Signer: key.Signer, Verifier: other.Verifier}}, nil},
 		{"a previous key named otherwise", []Key{key}, []SealerOption{WithPreviousKeys(foreign.Verifier)}},
+		{"the same key twice", []Key{key, key}, nil},
 	} {
 		if _, err := NewSealer(mustPool(t), testOrigin, tt.keys, tt.opts...); err == nil {
 			t.Errorf("%s: NewSealer succeeded, want an error", tt.name)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/tlog"
@@ -68,7 +69,7 @@ func (f SinkFunc) Publish(ctx context.Context, cp Checkpoint, p Prover) error { 
 // of its own.
 //
 // It replaces the checkpoint it holds only with one that extends it: of
-// the same size and root (a later time), or larger with a consistency
+// the same size and root, signed no earlier, or larger with a consistency
 // proof from the one it holds that verifies. Anything else is refused
 // with an error wrapping ErrInconsistent, and the file keeps what it held:
 // so that a Sealer made to sign a rewritten history, or a stale replica,
@@ -153,6 +154,10 @@ func checkExtends(ctx context.Context, old []byte, cp Checkpoint, p Prover) erro
 	}
 	if kept.Origin != cp.Origin {
 		return fmt.Errorf("%w: the checkpoint kept is of %q, not %q", ErrInconsistent, kept.Origin, cp.Origin)
+	}
+	if cp.Size == kept.Size && cp.Time.Before(kept.Time) {
+		return fmt.Errorf("%w: a checkpoint of the tree of %d signed at %s is older than the one kept, of %s",
+			ErrInconsistent, cp.Size, cp.Time.Format(time.RFC3339), kept.Time.Format(time.RFC3339))
 	}
 	return extends(cp, kept, func(oldSize int64) (tlog.TreeProof, error) { return p.ConsistencyProof(ctx, oldSize, cp.Size) })
 }
