@@ -34,13 +34,12 @@ type DB interface {
 
 // tables are the qualified names of the tables of one schema.
 type tables struct {
-	schema string
-	logs   string // audit_logs
-	seals  string // audit_seals
+	logs  string // audit_logs
+	seals string // audit_seals
 }
 
 func newTables(schema string) tables {
-	t := tables{schema: schema, logs: pgx.Identifier{"audit_logs"}.Sanitize(), seals: pgx.Identifier{"audit_seals"}.Sanitize()}
+	t := tables{logs: pgx.Identifier{"audit_logs"}.Sanitize(), seals: pgx.Identifier{"audit_seals"}.Sanitize()}
 	if schema != "" {
 		t.logs = pgx.Identifier{schema, "audit_logs"}.Sanitize()
 		t.seals = pgx.Identifier{schema, "audit_seals"}.Sanitize()

@@ -280,9 +280,7 @@ type verifier struct {
 	seals  []sealInfo
 	lat    []*sealInfo // the authentic seals, in order
 	leaves []leaf      // by leaf index
-	hashes []tlog.Hash // sealed leaf hashes, by leaf index
 	known  []bool      // false for leaves of a seal that is missing
-	sealOf []int32     // the index in seals of each leaf's seal
 	byID   map[string]int64
 	mem    memHashes // stored hashes recomputed from the leaf hashes
 	// authentic is the size of the longest prefix of the tree that a
@@ -498,9 +496,7 @@ func (v *verifier) addLeaf(r leaf, h tlog.Hash, known bool) {
 	}
 	v.mem = append(v.mem, hs...)
 	v.leaves = append(v.leaves, r)
-	v.hashes = append(v.hashes, h)
 	v.known = append(v.known, known)
-	v.sealOf = append(v.sealOf, int32(len(v.seals)))
 }
 
 // addPurges adds the purge logs among the records of an authentic seal,
@@ -635,7 +631,7 @@ func (v *verifier) checkLog(s *storedLog) {
 	}
 	v.seen[i] = true
 	v.order = append(v.order, orderEntry{s.xactID, i})
-	if s.hash != v.hashes[i] {
+	if s.hash != v.mem[tlog.StoredHashIndex(0, i)] { // a leaf's first stored hash is its own
 		var r leaf
 		if s.bad != nil {
 			r = s.bad.rec
