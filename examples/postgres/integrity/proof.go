@@ -13,9 +13,9 @@ import (
 	"github.com/raystack/salt/audit"
 )
 
-// maxProofHashes bounds the hashes of a proof: a tree of 2^63 leaves
-// needs 63, and twice that covers a consistency proof.
-const maxProofHashes = 2 * 64
+// maxProofHashes bounds the hashes of an inclusion proof: one a level,
+// and a tree of at most 2^63 leaves has 63 levels above them.
+const maxProofHashes = 63
 
 // InclusionProof is what it takes to check, with no database, that a log
 // is in the trail: the log, its leaf index, the hashes of its Merkle

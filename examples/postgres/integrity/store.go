@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -161,12 +162,11 @@ func (t *Tree) checkpoint(ctx context.Context, sql string, args ...any) (Checkpo
 
 // cutNote splits a signed note into its text and its signature lines.
 func cutNote(msg string) (text, sigs string, ok bool) {
-	for i := len(msg) - 2; i >= 0; i-- {
-		if msg[i] == '\n' && msg[i+1] == '\n' {
-			return msg[:i+1], msg[i+2:], true
-		}
+	i := strings.LastIndex(msg, "\n\n")
+	if i < 0 {
+		return "", "", false
 	}
-	return "", "", false
+	return msg[:i+1], msg[i+2:], true
 }
 
 // HashReader returns a tlog.HashReader of the stored hashes, read from
