@@ -96,24 +96,9 @@ func (f *Filter) compile() (matcher, error) {
 	}
 	// Of several offending pairs, the one with the least key is named, so
 	// that map order does not decide the error.
-	var k string
-	bad := false
-	for key, v := range f.Metadata {
-		if key != "" && checkString(key, maxFilterString) == "" && checkString(v, maxFilterString) == "" {
-			continue
-		}
-		if !bad || key < k {
-			k, bad = key, true
-		}
-	}
-	if bad {
-		if k == "" {
-			return m, invalidFilter("metadata", "has an empty key")
-		}
-		if reason := checkString(k, maxFilterString); reason != "" {
-			return m, invalidFilter("metadata key "+strconv.Quote(truncateForMessage(k)), reason)
-		}
-		return m, invalidFilter("metadata["+strconv.Quote(truncateForMessage(k))+"]", checkString(f.Metadata[k], maxFilterString))
+	var buf [stackPairs]kv
+	if field, reason := leastBadPair(appendPairs(buf[:0], f.Metadata), maxFilterString, maxFilterString); field != "" {
+		return m, invalidFilter(field, reason)
 	}
 	if f.Limit < 0 {
 		return m, invalidFilter("limit", "is negative")

@@ -263,9 +263,20 @@ func validatePairs(pairs []kv) error {
 	if len(pairs) > MaxMetadataKeys {
 		return tooManyKeys(len(pairs))
 	}
+	if field, reason := leastBadPair(pairs, MaxMetadataKeyLen, MaxMetadataValueLen); field != "" {
+		return invalidLog(field, reason)
+	}
+	return nil
+}
+
+// leastBadPair names, of the pairs whose key is empty or not acceptable in
+// keyMax bytes or whose value is not acceptable in valMax, the one with
+// the least key, and says why: the field and reason of its error, or ""
+// when there is none.
+func leastBadPair(pairs []kv, keyMax, valMax int) (field, reason string) {
 	bad := -1
 	for i, p := range pairs {
-		if p.k != "" && checkString(p.k, MaxMetadataKeyLen) == "" && checkString(p.v, MaxMetadataValueLen) == "" {
+		if p.k != "" && checkString(p.k, keyMax) == "" && checkString(p.v, valMax) == "" {
 			continue
 		}
 		if bad < 0 || p.k < pairs[bad].k {
@@ -273,16 +284,16 @@ func validatePairs(pairs []kv) error {
 		}
 	}
 	if bad < 0 {
-		return nil
+		return "", ""
 	}
 	p := pairs[bad]
 	if p.k == "" {
-		return invalidLog("metadata", "has an empty key")
+		return "metadata", "has an empty key"
 	}
-	if reason := checkString(p.k, MaxMetadataKeyLen); reason != "" {
-		return invalidLog("metadata key "+strconv.Quote(truncateForMessage(p.k)), reason)
+	if reason := checkString(p.k, keyMax); reason != "" {
+		return "metadata key " + strconv.Quote(truncateForMessage(p.k)), reason
 	}
-	return invalidLog("metadata["+strconv.Quote(truncateForMessage(p.k))+"]", checkString(p.v, MaxMetadataValueLen))
+	return "metadata[" + strconv.Quote(truncateForMessage(p.k)) + "]", checkString(p.v, valMax)
 }
 
 // checkString returns why s is not acceptable as a stored string of at most
