@@ -269,7 +269,7 @@ func (p *Projector) Run(ctx context.Context) error {
 			return err
 		}
 		p.onError(err)
-		if !p.sleep(ctx, backoff) {
+		if !sleep(ctx, backoff) {
 			return nil
 		}
 		backoff = min(2*backoff, 5*time.Second)
@@ -285,7 +285,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		if time.Since(start) > 10*backoff {
 			backoff = 100 * time.Millisecond
 		}
-		if !p.sleep(ctx, backoff) {
+		if !sleep(ctx, backoff) {
 			return nil
 		}
 		backoff = min(2*backoff, 5*time.Second)
@@ -293,7 +293,7 @@ func (p *Projector) Run(ctx context.Context) error {
 }
 
 // sleep waits d, and reports false if ctx ended first.
-func (p *Projector) sleep(ctx context.Context, d time.Duration) bool {
+func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -881,12 +881,8 @@ func (p *Projector) deadLetter(ctx context.Context, part int, name string, it it
 			return d, errStop
 		}
 		p.onError(fmt.Errorf("jetstream audit: projector: storing the dead letter of %s %d: %w", name, it.seq, err))
-		t := time.NewTimer(p.publishRetry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, p.publishRetry) {
 			return d, errStop
-		case <-t.C:
 		}
 	}
 }

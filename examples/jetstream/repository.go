@@ -325,14 +325,7 @@ func (r *Repository) settleTaken(ctx context.Context, c *create, taken *natsjs.A
 }
 
 // pause waits the retry wait, or until ctx ends.
-func (r *Repository) pause(ctx context.Context) {
-	t := time.NewTimer(r.retryWait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
+func (r *Repository) pause(ctx context.Context) { sleep(ctx, r.retryWait) }
 
 // List implements audit.Repository. It waits until the projection has
 // applied every log that the trail's streams held when List was called,
