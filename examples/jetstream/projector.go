@@ -260,7 +260,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	for part := 0; part < p.trail.Partitions; {
 		err := checkStream(ctx, p.js, p.trail, part, true)
 		switch {
-		case ctx.Err() != nil:
+		case done(ctx):
 			return nil
 		case err == nil:
 			part++
@@ -278,7 +278,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	for {
 		start := time.Now()
 		err := p.member(ctx)
-		if ctx.Err() != nil {
+		if done(ctx) {
 			return nil
 		}
 		p.onError(err)
@@ -291,6 +291,11 @@ func (p *Projector) Run(ctx context.Context) error {
 		backoff = min(2*backoff, 5*time.Second)
 	}
 }
+
+// done reports whether ctx has ended. Where the function then returns nil,
+// which is right (a Projector stops cleanly when its ctx ends), it reads
+// as what it means, not as an error dropped.
+func done(ctx context.Context) bool { return ctx.Err() != nil }
 
 // sleep waits d, and reports false if ctx ended first.
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -363,7 +368,7 @@ func (p *Projector) member(ctx context.Context) error {
 			}
 			w, err := p.startWorker(ctx, part, exited)
 			if err != nil {
-				if ctx.Err() != nil {
+				if done(ctx) {
 					return err
 				}
 				p.onError(err)
@@ -506,7 +511,7 @@ func (p *Projector) work(ctx context.Context, w *worker, conn *pgx.Conn) error {
 // stopped returns nil if the worker was asked to stop or its ctx ended,
 // and err otherwise.
 func (p *Projector) stopped(ctx context.Context, w *worker, err error) error {
-	if w.asked() || ctx.Err() != nil || errors.Is(err, errStop) {
+	if w.asked() || done(ctx) || errors.Is(err, errStop) {
 		return nil
 	}
 	return err
@@ -877,7 +882,7 @@ func (p *Projector) deadLetter(ctx context.Context, part int, name string, it it
 			return d, nil
 		case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSeq:
 			return d, nil
-		case ctx.Err() != nil:
+		case done(ctx):
 			return d, errStop
 		}
 		p.onError(fmt.Errorf("jetstream audit: projector: storing the dead letter of %s %d: %w", name, it.seq, err))
